@@ -1,0 +1,45 @@
+# The README's two commands: `make run` (set-up, then the local demo stack) and `make test`
+# (set-up, then every test against a real local Kafka that this target starts and stops).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Port of the broker `make test` starts (kept off 9092 so a running `make run` is not disturbed).
+TEST_KAFKA_PORT ?= 19092
+
+.PHONY: run test install install-test unit lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/event-bridge dev --demo
+
+test: install-test
+	TEST_KAFKA_PORT=$(TEST_KAFKA_PORT) BIN=$(BIN) bash scripts/run-tests.sh
+
+# Unit tests only: no broker needed (the one case where broker tests may be left out).
+unit: install-test
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: install-test
+	$(BIN)/lint-imports
+
+bench: install-test
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,204 @@
+"""The ``event-bridge`` command line (typer). Thin: every command calls the same code the API uses."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bridge.errors import BridgeError
+from bridge.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="event-bridge",
+    help="Kafka-backed, Artemis-compatible fan-out of security-platform events.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+kafka_app = typer.Typer(help="A local single-node Apache Kafka (KRaft) for development and tests.",
+                        no_args_is_help=True)
+topics_app = typer.Typer(help="The bridge's Kafka topics.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+#: The stages a worker runs, in pipeline order (each registers its agents on the Faust app).
+WORKER_STAGES: tuple[Any, ...] = ()
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: BridgeError | str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _settings(**updates: Any) -> Settings:
+    return get_settings().model_copy(update={k: v for k, v in updates.items() if v is not None})
+
+
+# --- kafka -----------------------------------------------------------------------------------
+
+PortOpt = Annotated[int | None, typer.Option("--port", help="Broker port (default BRIDGE_KAFKA_PORT, 9092).")]
+
+
+def _local(port: int | None) -> Any:
+    from bridge.localkafka import LocalKafka
+
+    settings = _settings(kafka_port=port)
+    return LocalKafka(settings.cache_dir, settings.kafka_port, settings.kafka_heap)
+
+
+def _print_status(status: Any) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_row("version", status.version)
+    table.add_row("address", status.address)
+    table.add_row("pid", str(status.pid) if status.pid else "-")
+    table.add_row("running", "[green]yes[/]" if status.running else "[red]no[/]")
+    table.add_row("ready", "[green]yes[/]" if status.ready else "[red]no[/]")
+    table.add_row("log", status.log_file)
+    table.add_row("data", status.data_dir)
+    console.print(table)
+
+
+@kafka_app.command("start")
+def kafka_start(port: PortOpt = None) -> None:
+    """Fetch (once), format (once) and start the broker; a no-op if it already runs."""
+    broker = _local(port)
+    try:
+        if not broker.fetched():
+            with console.status(f"fetching Kafka {broker.version} from Maven Central…"):
+                broker.fetch()
+        with console.status(f"starting Kafka {broker.version} on {broker.bootstrap}…"):
+            status, started = broker.start()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"Kafka {status.version} {'started' if started else 'already running'} on "
+        f"{status.address} (pid {status.pid})"
+    )
+
+
+@kafka_app.command("stop")
+def kafka_stop(port: PortOpt = None) -> None:
+    """Stop the broker cleanly and wait until it has exited."""
+    broker = _local(port)
+    console.print("stopped" if broker.stop() else f"no broker running on port {broker.port}")
+
+
+@kafka_app.command("status")
+def kafka_status(port: PortOpt = None) -> None:
+    """Version, address, pid and readiness. Exit code 0 only when ready."""
+    status = _local(port).status()
+    _print_status(status)
+    raise typer.Exit(0 if status.ready else 1)
+
+
+@kafka_app.command("logs")
+def kafka_logs(
+    port: PortOpt = None,
+    lines: Annotated[int, typer.Option("-n", "--lines")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+) -> None:
+    """The broker's log."""
+    broker = _local(port)
+    if follow:
+        subprocess.run(["tail", "-n", str(lines), "-F", str(broker.log_file)])
+    else:
+        console.print(broker.tail(lines), highlight=False, markup=False)
+
+
+# --- topics ----------------------------------------------------------------------------------
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic of the topic table; checks partition counts of existing ones."""
+    from bridge.kafka import ensure_topics
+
+    try:
+        reports = ensure_topics(get_settings())
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    table = Table("topic", "partitions", "action")
+    for report in reports:
+        table.add_row(report.name, str(report.partitions),
+                      "[green]created[/]" if report.action == "created" else "exists")
+    console.print(table)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The topic table: names, keys, partitions, retention."""
+    from bridge.topics import topic_table
+
+    table = Table("topic", "key", "partitions", "retention")
+    for spec in topic_table(get_settings()).values():
+        retention = "compacted" if spec.compacted else f"{spec.retention_ms // 3_600_000} h"
+        table.add_row(spec.name, spec.key, str(spec.partitions), retention)
+    console.print(table)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@app.command()
+def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") -> None:
+    """Run a Faust worker (routing, correlation, delivery); run more to scale out."""
+    from bridge.app import create_app, run_worker
+
+    settings = get_settings()
+    try:
+        settings.require_secrets()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    run_worker(create_app(settings, WORKER_STAGES), loglevel)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (BRIDGE_HTTP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (BRIDGE_HTTP_PORT).")] = None,
+) -> None:
+    """Run the HTTP server: Artemis API, ingest, admin API, health, metrics."""
+    import uvicorn
+
+    from bridge.api import create_app as create_api
+
+    settings = _settings(http_host=host, http_port=port)
+    try:
+        settings.require_secrets()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    uvicorn.run(create_api(settings), host=settings.http_host, port=settings.http_port,
+                log_level=settings.log_level.lower(), proxy_headers=False)
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new random key for BRIDGE_SECRET_KEY."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+
+
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="Add demo partners and simulated traffic.")] = False,
+    port: Annotated[int | None, typer.Option(help="HTTP port (BRIDGE_HTTP_PORT).")] = None,
+) -> None:
+    """Everything on one machine: a local Kafka, the topics, api + worker, until Ctrl-C."""
+    from bridge.devstack import DevStack
+
+    stack = DevStack(_settings(http_port=port, mode="dev"), console)
+    try:
+        stack.run(demo=demo)
+    except BridgeError as exc:
+        raise _fail(exc) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,113 @@
+"""``event-bridge dev``: a local broker, the topics, api and worker, until Ctrl-C.
+
+Development secrets are generated here and only here: a random admin token per run, and a secret
+key kept in the cache directory (mode 0600) so partner secrets stay readable across runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+from rich.console import Console
+
+from bridge.errors import BridgeError
+from bridge.kafka import ensure_topics
+from bridge.localkafka import LocalKafka
+from bridge.settings import Settings, child_env
+
+
+def dev_secret_key(cache_dir: Path) -> str:
+    """The development secret key, created once with owner-only permissions."""
+    path = cache_dir / "dev" / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
+class DevStack:
+    """Starts what is missing, runs the processes, stops what it started."""
+
+    def __init__(self, settings: Settings, console: Console) -> None:
+        self.console = console
+        self.broker = LocalKafka(settings.cache_dir, settings.kafka_port, settings.kafka_heap)
+        self.settings = settings.model_copy(
+            update={
+                "mode": "dev",
+                "kafka_bootstrap": self.broker.bootstrap,
+                "admin_token": settings.admin_token or SecretStr(secrets.token_urlsafe(24)),
+                "secret_key": settings.secret_key or SecretStr(dev_secret_key(settings.cache_dir)),
+                # Local demo partners listen on loopback, which the URL policy refuses by default.
+                "dest_allow": settings.dest_allow or ["127.0.0.0/8"],
+            }
+        )
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._stopping = False
+
+    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], env=child_env(self.settings))
+        self.children.append(proc)
+        return proc
+
+    def run(self, demo: bool = False) -> None:
+        with self.console.status(f"starting Kafka {self.broker.version} on {self.broker.bootstrap}…"):
+            _, started_broker = self.broker.start()
+        self.console.print(f"Kafka {self.broker.version} on {self.broker.bootstrap}"
+                           f" ({'started' if started_broker else 'already running'})")
+        try:
+            ensure_topics(self.settings)
+            self._spawn("api")
+            self._spawn("worker", "-l", "warn")
+            base = f"http://{self.settings.http_host}:{self.settings.http_port}"
+            assert self.settings.admin_token is not None
+            self.console.print(
+                f"api on {base}  (docs {base}/docs, metrics {base}/metrics)\n"
+                f"admin token for this run: {self.settings.admin_token.get_secret_value()}\n"
+                "Ctrl-C stops everything this command started."
+            )
+            if demo:
+                self._demo()
+            self._wait()
+        finally:
+            self._stop_children()
+            if started_broker:
+                with self.console.status("stopping Kafka…"):
+                    self.broker.stop()
+                self.console.print("Kafka stopped")
+
+    def _demo(self) -> None:
+        """Grown by later issues: demo partners, simulated traffic, a live summary."""
+        self.console.print("[dim]demo: no traffic yet (the stack runs without partners)[/]")
+
+    def _wait(self) -> None:
+        def on_term(_sig: int, _frame: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
+        try:
+            while True:
+                for proc in self.children:
+                    if proc.poll() is not None:
+                        raise BridgeError(f"{' '.join(map(str, proc.args[3:]))} exited with code {proc.returncode}")  # type: ignore[index]
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.console.print("\nstopping…")
+
+    def _stop_children(self) -> None:
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.children:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

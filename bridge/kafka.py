@@ -1,0 +1,178 @@
+"""confluent-kafka for the processes that are not Faust workers (API, CLI, replay).
+
+The one place where confluent-kafka errors become :mod:`bridge.errors` (style rule 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bridge.errors import KafkaUnavailable, TopicError
+from bridge.settings import Settings
+from bridge.topics import TopicSpec, topic_table
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.librdkafka())
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What ``ensure_topics`` did for one topic."""
+
+    name: str
+    partitions: int
+    action: str  # "created" | "exists"
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] | None = None, timeout: float = 30.0
+) -> list[TopicReport]:
+    """Create the bridge's topics; idempotent.
+
+    Topics that already exist are checked: a partition count that differs from the table is
+    refused, because keyed topics joined by the routing stage must stay co-partitioned and
+    Kafka cannot shrink a topic.
+    """
+    specs = list(specs if specs is not None else topic_table(settings).values())
+    admin = admin_client(settings)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    existing = {name: len(t.partitions) for name, t in metadata.topics.items()}
+    mismatched = [
+        f"{s.name} has {existing[s.name]} partitions, expected {s.partitions}"
+        for s in specs
+        if s.name in existing and existing[s.name] != s.partitions
+    ]
+    if mismatched:
+        raise TopicError(
+            "existing topics do not match the topic table: " + "; ".join(mismatched)
+            + ". Set BRIDGE_PARTITIONS to the existing count, or use a new BRIDGE_TOPIC_PREFIX."
+        )
+    reports = [TopicReport(s.name, s.partitions, "exists") for s in specs if s.name in existing]
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, settings.replication_factor, config=s.config())
+                for s in missing
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        for spec in missing:
+            try:
+                futures[spec.name].result()
+                reports.append(TopicReport(spec.name, spec.partitions, "created"))
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # lost a race: fine
+                    raise TopicError(f"creating {spec.name} failed: {exc}") from exc
+                reports.append(TopicReport(spec.name, spec.partitions, "exists"))
+    return sorted(reports, key=lambda r: r.name)
+
+
+def missing_topics(settings: Settings, timeout: float = 5.0) -> list[str]:
+    """Names from the topic table that the broker does not have (raises if unreachable)."""
+    try:
+        metadata = admin_client(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    return sorted(s.name for s in topic_table(settings).values() if s.name not in metadata.topics)
+
+
+class AsyncProducer:
+    """An idempotent, ``acks=all`` producer whose sends can be awaited.
+
+    librdkafka runs its own threads; a poller thread serves delivery reports so that the event
+    loop never blocks, and each report resolves the future of the send that made it.
+    """
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self._config = settings.librdkafka(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                # The caller answers the platform; bound how long a write may hang when Kafka is down.
+                "message.timeout.ms": 10_000,
+                "socket.connection.setup.timeout.ms": 5_000,
+                **overrides,
+            }
+        )
+        self._producer: Producer | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def _ensure(self) -> Producer:
+        # Created on first use so that constructing the API needs no network.
+        if self._producer is None:
+            self._producer = Producer(self._config)
+            self._poller = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
+            self._poller.start()
+        return self._producer
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            assert self._producer is not None
+            self._producer.poll(0.1)
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Produce one record and wait for the broker's acknowledgement."""
+        await self.send_many([(topic, key, value, headers)])
+
+    async def send_many(
+        self, records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]]
+    ) -> None:
+        """Produce records and return only when every one is acknowledged (else raise)."""
+        loop = asyncio.get_running_loop()
+        producer = self._ensure()
+        futures: list[asyncio.Future[None]] = []
+        for topic, key, value, headers in records:
+            future: asyncio.Future[None] = loop.create_future()
+
+            def report(err: KafkaError | None, _msg: Any, future: asyncio.Future[None] = future) -> None:
+                loop.call_soon_threadsafe(_settle, future, err)
+
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                    break
+                except BufferError:  # local queue full: let the poller drain it
+                    await asyncio.sleep(0.01)
+                except KafkaException as exc:
+                    raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
+            futures.append(future)
+        await asyncio.gather(*futures)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout)
+            self._stop.set()
+            if self._poller:
+                self._poller.join(timeout=2)
+            self._producer = None
+
+
+def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(KafkaUnavailable(f"Kafka did not accept the record: {err.str()}"))

@@ -1,0 +1,144 @@
+"""The one settings tree. Only this module reads the environment.
+
+Every variable is ``BRIDGE_<FIELD>`` (upper case), e.g. ``BRIDGE_KAFKA_BOOTSTRAP``. Lists are
+comma-separated (``BRIDGE_PUSH_STATUSES=0,1,2``). Secrets are ``SecretStr`` so they never print.
+Call :func:`get_settings` where settings are needed; nothing holds an import-time global.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bridge.errors import ConfigError
+
+Mode = Literal["prod", "dev"]
+
+#: Event statuses (architecture B6): 0 instant, 1 start, 2 stop, 3 pulse, 4 linkage update,
+#: 5 asynchronous picture, 8 remark.
+KNOWN_STATUSES = frozenset({0, 1, 2, 3, 4, 5, 8})
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept ``"0,1,2"`` (how people write it in a shell) as well as a real list."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of every bridge process (api, worker, CLI)."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", frozen=True)
+
+    #: ``dev`` is set only by ``event-bridge dev``: it allows generated development secrets.
+    mode: Mode = "prod"
+
+    # --- Kafka -------------------------------------------------------------------------------
+    #: Comma-separated ``host:port`` list of brokers.
+    kafka_bootstrap: str = "localhost:9092"
+    #: Prefix of every topic name the bridge owns.
+    topic_prefix: str = "bridge."
+    #: Partitions of the keyed stream topics (events, deliveries, retries); fixed at creation.
+    partitions: int = Field(default=6, ge=1, le=1000)
+    #: Replication factor used when the bridge creates its topics (1 for a single local broker).
+    replication_factor: int = Field(default=1, ge=1)
+    #: How long ``bridge.events`` keeps events (the replay horizon), in hours.
+    events_retention_hours: int = Field(default=7 * 24, ge=1)
+    #: Consumer group / Faust application id.
+    app_id: str = "event-bridge"
+
+    # --- Local broker (``event-bridge kafka``) -------------------------------------------------
+    #: Where the fetched broker classpath and local broker data live (outside the repository).
+    cache_dir: Path = Path.home() / ".cache" / "event-bridge"
+    #: Port of the local development broker.
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    #: Heap of the local development broker.
+    kafka_heap: str = "512m"
+
+    # --- HTTP --------------------------------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    #: Largest request body accepted, in bytes (larger answers 413).
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    # --- Secrets (required outside dev) ------------------------------------------------------
+    admin_token: SecretStr | None = None
+    #: Fernet key (urlsafe base64, 32 bytes) encrypting partner secrets at rest in Kafka.
+    secret_key: SecretStr | None = None
+
+    # --- Behaviour -----------------------------------------------------------------------------
+    #: Statuses pushed to partners unless a partner overrides it (B6).
+    push_statuses: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [0, 1, 2])
+    #: Extra CIDRs allowed as callback destinations (e.g. ``127.0.0.0/8`` for local tests).
+    dest_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Allow private (RFC 1918 / ULA) callback destinations; partners commonly use them.
+    dest_allow_private: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("push_statuses", mode="before")
+    @classmethod
+    def _statuses(cls, value: Any) -> Any:
+        value = _split_csv(value)
+        bad = [v for v in value if int(v) not in KNOWN_STATUSES]
+        if bad:
+            raise ValueError(f"unknown event status {bad}; known: {sorted(KNOWN_STATUSES)}")
+        return value
+
+    @field_validator("dest_allow", mode="before")
+    @classmethod
+    def _cidrs(cls, value: Any) -> Any:
+        value = _split_csv(value)
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # raises ValueError naming the bad CIDR
+        return value
+
+    # --- derived views ---------------------------------------------------------------------
+
+    def librdkafka(self, **extra: Any) -> dict[str, Any]:
+        """Base confluent-kafka configuration for this deployment."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        config.update(extra)
+        return config
+
+    def require_secrets(self) -> None:
+        """Refuse to start a server without its secrets, except under ``event-bridge dev``."""
+        if self.mode == "dev":
+            return
+        missing = [
+            f"BRIDGE_{name.upper()}"
+            for name in ("admin_token", "secret_key")
+            if getattr(self, name) is None or not getattr(self, name).get_secret_value()
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} must be set (generate a secret key with "
+                "`event-bridge secret-key`); only `event-bridge dev` runs without them"
+            )
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment for a child process that must see exactly ``settings``."""
+    env = dict(os.environ)
+    for name, value in settings:
+        if value is None:
+            env.pop(f"BRIDGE_{name.upper()}", None)
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        env[f"BRIDGE_{name.upper()}"] = str(value)
+    return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

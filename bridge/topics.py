@@ -1,0 +1,73 @@
+"""Every topic the bridge owns, declared once.
+
+The table is data: names (with the configurable prefix), what the key means, partition counts,
+compaction and retention. ``event-bridge topics create`` and the start-up checks read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.settings import Settings
+
+HOUR_MS = 3_600_000
+
+#: Default retry schedule in seconds (about one day in all); delivery reads it from settings.
+DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic's facts."""
+
+    #: Logical name used in code (``events``, ``deliveries``…).
+    logical: str
+    #: Full name on the broker (prefix + logical name).
+    name: str
+    #: What the record key is.
+    key: str
+    #: Partition count; joined topics share it (co-partitioning).
+    partitions: int
+    #: Log compaction (registry topics) instead of time retention.
+    compacted: bool = False
+    #: Time retention in ms; ``-1`` keeps forever (compacted registries).
+    retention_ms: int = 7 * 24 * HOUR_MS
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configuration for CreateTopics."""
+        if self.compacted:
+            return {"cleanup.policy": "compact", "retention.ms": "-1", "min.compaction.lag.ms": "0"}
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
+
+
+def retry_tier_name(tier: int) -> str:
+    """Logical name of retry tier ``tier`` (1-based)."""
+    return f"deliveries.retry.{tier}"
+
+
+def topic_table(settings: Settings) -> dict[str, TopicSpec]:
+    """The bridge's topics for ``settings``, by logical name."""
+    p = settings.partitions
+    prefix = settings.topic_prefix
+    events_retention = settings.events_retention_hours * HOUR_MS
+
+    def spec(logical: str, key: str, partitions: int = p, **kw: object) -> TopicSpec:
+        return TopicSpec(logical, prefix + logical, key, partitions, **kw)  # type: ignore[arg-type]
+
+    specs = [
+        spec("events", "eventType", retention_ms=events_retention),
+        # Registries: one partition each, so every reader sees one total order of changes.
+        spec("partners", "partnerId", 1, compacted=True),
+        spec("subscriptions", "partnerId", 1, compacted=True),
+        spec("config", "setting name", 1, compacted=True),
+        spec("deliveries", "partnerId"),
+        *[
+            spec(retry_tier_name(tier), "partnerId")
+            for tier in range(1, len(DEFAULT_RETRY_SCHEDULE) + 1)
+        ],
+        spec("deliveries.dlq", "partnerId", retention_ms=30 * 24 * HOUR_MS),
+        spec("outcomes", "partnerId", retention_ms=events_retention),
+        spec("lifecycle", "eventId", retention_ms=events_retention),
+        spec("analytics.events", "eventType", retention_ms=events_retention),
+    ]
+    return {s.logical: s for s in specs}
