@@ -132,22 +132,25 @@ class AsyncProducer:
         value: bytes,
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Produce one record and wait for the broker's acknowledgement."""
-        await self.send_many([(topic, key, value, headers)])
+    ) -> tuple[int, int]:
+        """Produce one record and wait for the broker's acknowledgement; returns (partition, offset)."""
+        return (await self.send_many([(topic, key, value, headers)]))[0]
 
     async def send_many(
         self, records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]]
-    ) -> None:
-        """Produce records and return only when every one is acknowledged (else raise)."""
+    ) -> list[tuple[int, int]]:
+        """Produce records and return only when every one is acknowledged (else raise).
+
+        Returns the (partition, offset) of each record, in order.
+        """
         loop = asyncio.get_running_loop()
         producer = self._ensure()
-        futures: list[asyncio.Future[None]] = []
+        futures: list[asyncio.Future[tuple[int, int]]] = []
         for topic, key, value, headers in records:
-            future: asyncio.Future[None] = loop.create_future()
+            future: asyncio.Future[tuple[int, int]] = loop.create_future()
 
-            def report(err: KafkaError | None, _msg: Any, future: asyncio.Future[None] = future) -> None:
-                loop.call_soon_threadsafe(_settle, future, err)
+            def report(err: KafkaError | None, msg: Any, future: asyncio.Future[tuple[int, int]] = future) -> None:
+                loop.call_soon_threadsafe(_settle, future, err, msg)
 
             while True:
                 try:
@@ -158,7 +161,7 @@ class AsyncProducer:
                 except KafkaException as exc:
                     raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
             futures.append(future)
-        await asyncio.gather(*futures)
+        return list(await asyncio.gather(*futures))
 
     def close(self, timeout: float = 10.0) -> None:
         if self._producer is not None:
@@ -169,10 +172,10 @@ class AsyncProducer:
             self._producer = None
 
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[tuple[int, int]], err: KafkaError | None, msg: Any) -> None:
     if future.done():
         return
     if err is None:
-        future.set_result(None)
+        future.set_result((msg.partition(), msg.offset()))
     else:
         future.set_exception(KafkaUnavailable(f"Kafka did not accept the record: {err.str()}"))

@@ -101,7 +101,7 @@ LINKAGE_MARKERS = (
 # Envelope fields modelled by Notify; everything else in ``params`` lands in params_extra.
 _MODELLED_PARAMS = frozenset({"ability", "sendTime", "events"})
 
-# Longest repr of an offending value quoted in an error message, so a megabyte of junk does not
+# Longest piece of an offending string quoted in an error message, so a megabyte of junk does not
 # end up in logs and HTTP problem responses.
 _QUOTE_LIMIT = 80
 

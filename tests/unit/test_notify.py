@@ -24,7 +24,8 @@ from bridge.notify import (
     parse_time,
 )
 
-PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
+# The platform examples ship with the package (the simulator uses them); copied from shared/payloads.
+PAYLOADS = Path(__file__).resolve().parents[2] / "bridge" / "resources" / "payloads"
 
 CST = timezone(timedelta(hours=8))
 

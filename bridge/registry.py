@@ -1,0 +1,367 @@
+"""Partners, subscriptions and runtime settings: compacted topics and their in-process view.
+
+Kafka is the only state store. Three compacted, single-partition topics hold the registry:
+
+- ``partners``: key ``partnerId``, value a :class:`Partner` as JSON (secrets encrypted), tombstone on delete;
+- ``subscriptions``: key ``partnerId:eventType``, value a :class:`Subscription` as JSON, tombstone on
+  unsubscribe. One key per (partner, type) means writers never read-modify-write a shared record, so
+  two API instances cannot lose each other's changes, and one partner's change never touches another's;
+- ``config``: key a setting name (``push_statuses``…), value JSON.
+
+:class:`RegistryView` reads all three from the beginning in a background thread and keeps the latest
+value per key; :class:`RegistryWriter` produces a change and waits until the view has applied it,
+which gives the caller read-your-writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from bridge.errors import KafkaUnavailable
+from bridge.kafka import AsyncProducer
+from bridge.settings import Settings
+from bridge.topics import topic_table
+
+PartnerState = Literal["active", "disabled"]
+LinkageMode = Literal["separate", "merged"]
+
+
+@dataclass(frozen=True)
+class EncryptedSecret:
+    """One appSecret, encrypted with ``BRIDGE_SECRET_KEY`` (Fernet token)."""
+
+    token: str
+    created_at: float
+    #: After rotation the old secret stays valid until this time; ``None`` for the current one.
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryPrefs:
+    """Per-partner delivery settings (used by routing, correlation and delivery)."""
+
+    timeout_s: float = 5.0
+    max_in_flight: int = 16
+    #: Statuses pushed to this partner; ``None`` follows the global setting.
+    push_statuses: tuple[int, ...] | None = None
+    linkage_mode: LinkageMode = "separate"
+    #: Standard Webhooks signatures on pushes (off: receivers see exactly the platform's push).
+    signing: bool = False
+    #: One push in flight at a time, in order.
+    ordered: bool = False
+    #: TLS verification of https destinations; off only by this explicit setting.
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A third party, bound to one appKey/appSecret and one platform ``userId``."""
+
+    id: str
+    name: str
+    user_id: str
+    app_key: str
+    secrets: tuple[EncryptedSecret, ...]
+    #: Event types the partner's user may receive; ``None`` means all.
+    event_types: tuple[int, ...] | None
+    state: PartnerState = "active"
+    delivery: DeliveryPrefs = field(default_factory=DeliveryPrefs)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def permits(self, event_type: int) -> bool:
+        return self.event_types is None or event_type in self.event_types
+
+    def public(self) -> dict[str, Any]:
+        """The partner as the admin API shows it: never the secrets."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "userId": self.user_id,
+            "appKey": self.app_key,
+            "eventTypes": list(self.event_types) if self.event_types is not None else None,
+            "state": self.state,
+            "delivery": _camel(asdict(self.delivery)),
+            "secretRotation": [
+                {"createdAt": s.created_at, "expiresAt": s.expires_at} for s in self.secrets
+            ],
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One partner's subscription to one event type (Artemis ``eventSubscriptionByEventTypes``)."""
+
+    partner_id: str
+    event_type: int
+    event_dest: str
+    #: 0 raw events only, 1 linkage events only, 2 both (B2).
+    sub_type: int = 0
+    #: Linkage levels; meaningful only for sub_type 1 and 2 (B3).
+    event_lvl: tuple[int, ...] = (1, 2, 3)
+    token: str | None = None
+    pass_back: int | None = None
+    updated_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.partner_id}:{self.event_type}"
+
+
+def _camel(values: Mapping[str, Any]) -> dict[str, Any]:
+    def conv(name: str) -> str:
+        head, *rest = name.split("_")
+        return head + "".join(part.title() for part in rest)
+
+    return {conv(k): list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def encode_partner(partner: Partner) -> bytes:
+    return json.dumps(asdict(partner), separators=(",", ":")).encode()
+
+
+def decode_partner(data: bytes) -> Partner:
+    raw = json.loads(data)
+    prefs = raw.pop("delivery", {}) or {}
+    if prefs.get("push_statuses") is not None:
+        prefs["push_statuses"] = tuple(prefs["push_statuses"])
+    return Partner(
+        **{
+            **raw,
+            "secrets": tuple(EncryptedSecret(**s) for s in raw["secrets"]),
+            "event_types": tuple(raw["event_types"]) if raw["event_types"] is not None else None,
+            "delivery": DeliveryPrefs(**prefs),
+        }
+    )
+
+
+def encode_subscription(sub: Subscription) -> bytes:
+    return json.dumps(asdict(sub), separators=(",", ":")).encode()
+
+
+def decode_subscription(data: bytes) -> Subscription:
+    raw = json.loads(data)
+    return Subscription(**{**raw, "event_lvl": tuple(raw["event_lvl"])})
+
+
+# --- the view -------------------------------------------------------------------------------
+
+
+class RegistryView:
+    """The registry materialised in this process, kept current by a background consumer.
+
+    Readers get consistent snapshots: each record replaces a whole dict entry under a lock, and
+    the by-type index is rebuilt lazily after changes.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        table = topic_table(settings)
+        self.topics = {
+            table["partners"].name: "partners",
+            table["subscriptions"].name: "subscriptions",
+            table["config"].name: "config",
+        }
+        self._settings = settings
+        self._lock = threading.Condition()
+        self.partners: dict[str, Partner] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.config: dict[str, Any] = {}
+        self._by_type: dict[int, tuple[Subscription, ...]] | None = None
+        self._applied: dict[str, int] = {}  # topic -> next offset to read
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[str, str], None]] = []
+        self.error: str | None = None
+
+    # lifecycle
+
+    def start(self, wait_caught_up: float | None = 30.0) -> RegistryView:
+        consumer = Consumer(
+            self._settings.librdkafka(
+                **{
+                    # Never commits: every process reads the whole registry from the beginning.
+                    "group.id": f"registry-view-{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": False,
+                    "fetch.wait.max.ms": 50,
+                }
+            )
+        )
+        try:
+            watermarks = {
+                topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+                for topic in self.topics
+            }
+        except Exception as exc:  # KafkaException: topics missing or broker down
+            consumer.close()
+            raise KafkaUnavailable(
+                f"cannot read the registry topics at {self._settings.kafka_bootstrap}: {exc} "
+                "(run `event-bridge topics create`)"
+            ) from exc
+        consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in self.topics])
+        self._thread = threading.Thread(target=self._run, args=(consumer,), name="registry-view",
+                                        daemon=True)
+        self._thread.start()
+        if wait_caught_up is not None:
+            for topic, high in watermarks.items():
+                self.wait_applied(topic, high - 1, wait_caught_up)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def on_change(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(kind, key)`` after each applied record (from the view's thread)."""
+        self._listeners.append(listener)
+
+    def _run(self, consumer: Consumer) -> None:
+        try:
+            while not self._stop.is_set():
+                msgs = consumer.consume(500, 0.2)
+                if not msgs:
+                    continue
+                with self._lock:
+                    changed: list[tuple[str, str]] = []
+                    for msg in msgs:
+                        if msg.error():
+                            if msg.error().code() != KafkaError._PARTITION_EOF:
+                                self.error = msg.error().str()
+                            continue
+                        kind = self.topics[msg.topic()]
+                        key = msg.key().decode() if msg.key() else ""
+                        self._apply(kind, key, msg.value())
+                        self._applied[msg.topic()] = msg.offset() + 1
+                        changed.append((kind, key))
+                    self._by_type = None
+                    self._lock.notify_all()
+                for kind, key in changed:
+                    for listener in self._listeners:
+                        listener(kind, key)
+        finally:
+            consumer.close()
+
+    def _apply(self, kind: str, key: str, value: bytes | None) -> None:
+        try:
+            if kind == "partners":
+                if value is None:
+                    self.partners.pop(key, None)
+                else:
+                    self.partners[key] = decode_partner(value)
+            elif kind == "subscriptions":
+                if value is None:
+                    self.subscriptions.pop(key, None)
+                else:
+                    self.subscriptions[key] = decode_subscription(value)
+            elif value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = json.loads(value)
+        except (ValueError, TypeError, KeyError) as exc:
+            # A record this version cannot read must not stop the view; say which one.
+            self.error = f"unreadable {kind} record {key!r}: {exc}"
+
+    def wait_applied(self, topic: str, offset: int, timeout: float = 10.0) -> None:
+        """Block until the record at ``offset`` of ``topic`` has been applied."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._applied.get(topic, 0) <= offset:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaUnavailable(f"the registry view did not catch up on {topic} in {timeout}s")
+                self._lock.wait(remaining)
+
+    # reads
+
+    def partner(self, partner_id: str) -> Partner | None:
+        with self._lock:
+            return self.partners.get(partner_id)
+
+    def partner_by_app_key(self, app_key: str) -> Partner | None:
+        with self._lock:
+            return next((p for p in self.partners.values() if p.app_key == app_key), None)
+
+    def all_partners(self) -> list[Partner]:
+        with self._lock:
+            return sorted(self.partners.values(), key=lambda p: p.created_at)
+
+    def subscriptions_of(self, partner_id: str) -> list[Subscription]:
+        with self._lock:
+            return sorted((s for s in self.subscriptions.values() if s.partner_id == partner_id),
+                          key=lambda s: s.event_type)
+
+    def by_event_type(self, event_type: int) -> tuple[Subscription, ...]:
+        """Subscriptions to ``event_type`` across partners (index rebuilt after changes)."""
+        with self._lock:
+            if self._by_type is None:
+                index: dict[int, list[Subscription]] = {}
+                for sub in self.subscriptions.values():
+                    index.setdefault(sub.event_type, []).append(sub)
+                self._by_type = {t: tuple(v) for t, v in index.items()}
+            return self._by_type.get(event_type, ())
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        with self._lock:
+            return self.config.get(name, default)
+
+
+class RegistryWriter:
+    """Writes registry changes and returns once the local view shows them."""
+
+    def __init__(self, settings: Settings, producer: AsyncProducer, view: RegistryView) -> None:
+        table = topic_table(settings)
+        self.partners_topic = table["partners"].name
+        self.subscriptions_topic = table["subscriptions"].name
+        self.config_topic = table["config"].name
+        self.producer = producer
+        self.view = view
+
+    async def _write(self, records: Iterable[tuple[str, str, bytes | None]]) -> None:
+        batch = [(topic, key.encode(), value, None) for topic, key, value in records]
+        if not batch:
+            return
+        positions = await self.producer.send_many(batch)  # type: ignore[arg-type]
+        last: dict[str, int] = {}
+        for (topic, _key, _value, _headers), (_partition, offset) in zip(batch, positions):
+            last[topic] = max(last.get(topic, -1), offset)
+        for topic, offset in last.items():
+            await asyncio.to_thread(self.view.wait_applied, topic, offset)
+
+    async def put_partner(self, partner: Partner) -> None:
+        await self._write([(self.partners_topic, partner.id, encode_partner(partner))])
+
+    async def delete_partner(self, partner_id: str) -> None:
+        subs = self.view.subscriptions_of(partner_id)
+        await self._write(
+            [(self.subscriptions_topic, s.key, None) for s in subs]
+            + [(self.partners_topic, partner_id, None)]
+        )
+
+    async def put_subscriptions(self, subs: Iterable[Subscription]) -> None:
+        await self._write([(self.subscriptions_topic, s.key, encode_subscription(s)) for s in subs])
+
+    async def delete_subscriptions(self, subs: Iterable[Subscription]) -> None:
+        await self._write([(self.subscriptions_topic, s.key, None) for s in subs])
+
+    async def put_setting(self, name: str, value: Any) -> None:
+        await self._write([(self.config_topic, name, json.dumps(value).encode())])
+
+
+def with_updates(partner: Partner, **changes: Any) -> Partner:
+    """A copy of ``partner`` with ``changes`` and a fresh ``updated_at``."""
+    return replace(partner, updated_at=time.time(), **changes)
