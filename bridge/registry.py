@@ -183,6 +183,7 @@ class RegistryView:
         self._by_type: dict[int, tuple[Subscription, ...]] | None = None
         self._applied: dict[str, int] = {}  # topic -> next offset to read
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[str, str], None]] = []
         self.error: str | None = None
@@ -190,36 +191,56 @@ class RegistryView:
     # lifecycle
 
     def start(self, wait_caught_up: float | None = 30.0) -> RegistryView:
-        consumer = Consumer(
-            self._settings.librdkafka(
-                **{
-                    # Never commits: every process reads the whole registry from the beginning.
-                    "group.id": f"registry-view-{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": False,
-                    "fetch.wait.max.ms": 50,
-                }
-            )
-        )
-        try:
-            watermarks = {
-                topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
-                for topic in self.topics
-            }
-        except Exception as exc:  # KafkaException: topics missing or broker down
-            consumer.close()
-            raise KafkaUnavailable(
-                f"cannot read the registry topics at {self._settings.kafka_bootstrap}: {exc} "
-                "(run `event-bridge topics create`)"
-            ) from exc
-        consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in self.topics])
-        self._thread = threading.Thread(target=self._run, args=(consumer,), name="registry-view",
-                                        daemon=True)
+        """Start the background reader; optionally wait until it has read the whole registry.
+
+        Without waiting, the view keeps trying to reach Kafka in the background and
+        :meth:`wait_ready` tells callers whether it has caught up yet.
+        """
+        self._thread = threading.Thread(target=self._run, name="registry-view", daemon=True)
         self._thread.start()
         if wait_caught_up is not None:
-            for topic, high in watermarks.items():
-                self.wait_applied(topic, high - 1, wait_caught_up)
+            self.wait_ready(wait_caught_up)
         return self
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the view holds everything written before it started (else raise)."""
+        if not self._ready.wait(timeout):
+            raise KafkaUnavailable(
+                f"the registry is not loaded: cannot read its topics at "
+                f"{self._settings.kafka_bootstrap} ({self.error or 'no answer yet'}); "
+                "is Kafka up and were the topics created (`event-bridge topics create`)?"
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def _connect(self) -> tuple[Consumer, dict[str, int]]:
+        """A consumer assigned to the registry from the beginning, and the end offsets now."""
+        while not self._stop.is_set():
+            consumer = Consumer(
+                self._settings.librdkafka(
+                    **{
+                        # Never commits: every process reads the whole registry from the start.
+                        "group.id": f"registry-view-{uuid.uuid4().hex}",
+                        "enable.auto.commit": False,
+                        "fetch.wait.max.ms": 50,
+                    }
+                )
+            )
+            try:
+                ends = {
+                    topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[1]
+                    for topic in self.topics
+                }
+            except Exception as exc:  # KafkaException: broker down or topics missing; retry
+                self.error = str(exc)
+                consumer.close()
+                self._stop.wait(1.0)
+                continue
+            consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in self.topics])
+            return consumer, ends
+        raise KafkaUnavailable("registry view stopped before it connected")
 
     def stop(self) -> None:
         self._stop.set()
@@ -230,14 +251,22 @@ class RegistryView:
         """Call ``listener(kind, key)`` after each applied record (from the view's thread)."""
         self._listeners.append(listener)
 
-    def _run(self, consumer: Consumer) -> None:
+    def _run(self) -> None:
+        try:
+            consumer, ends = self._connect()
+        except KafkaUnavailable:
+            return
         try:
             while not self._stop.is_set():
+                if not self._ready.is_set() and all(
+                    self._applied.get(t, 0) >= end for t, end in ends.items()
+                ):
+                    self._ready.set()
                 msgs = consumer.consume(500, 0.2)
                 if not msgs:
                     continue
+                changed: list[tuple[str, str]] = []
                 with self._lock:
-                    changed: list[tuple[str, str]] = []
                     for msg in msgs:
                         if msg.error():
                             if msg.error().code() != KafkaError._PARTITION_EOF:

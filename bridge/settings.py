@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     #: Largest request body accepted, in bytes (larger answers 413).
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
 
+    #: Path the platform POSTs ``OnEventNotify`` to.
+    ingest_path: str = "/eventRcv"
+    #: Optional shared token the platform must send in ``X-Bridge-Ingest-Token``.
+    ingest_token: SecretStr | None = None
+    #: Optional source networks allowed to POST to the ingest path (empty: any).
+    ingest_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- Secrets (required outside dev) ------------------------------------------------------
     admin_token: SecretStr | None = None
     #: Fernet key (urlsafe base64, 32 bytes) encrypting partner secrets at rest in Kafka.
@@ -80,6 +87,10 @@ class Settings(BaseSettings):
     dest_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Allow private (RFC 1918 / ULA) callback destinations; partners commonly use them.
     dest_allow_private: bool = True
+    #: After ``rotate-secret`` the previous appSecret stays valid this long, in hours.
+    secret_grace_hours: float = Field(default=24.0, ge=0)
+    #: Accepted distance of ``x-ca-timestamp`` from the server clock, in seconds.
+    signature_window_s: int = Field(default=900, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("push_statuses", mode="before")
@@ -91,7 +102,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown event status {bad}; known: {sorted(KNOWN_STATUSES)}")
         return value
 
-    @field_validator("dest_allow", mode="before")
+    @field_validator("dest_allow", "ingest_allow", mode="before")
     @classmethod
     def _cidrs(cls, value: Any) -> Any:
         value = _split_csv(value)

@@ -56,9 +56,11 @@ def topic_table(settings: Settings) -> dict[str, TopicSpec]:
 
     specs = [
         spec("events", "eventType", retention_ms=events_retention),
+        # Events of a push that failed validation, with the reason: kept, never silently dropped.
+        spec("events.rejected", "eventType", 1, retention_ms=30 * 24 * HOUR_MS),
         # Registries: one partition each, so every reader sees one total order of changes.
         spec("partners", "partnerId", 1, compacted=True),
-        spec("subscriptions", "partnerId", 1, compacted=True),
+        spec("subscriptions", "partnerId:eventType", 1, compacted=True),
         spec("config", "setting name", 1, compacted=True),
         spec("deliveries", "partnerId"),
         *[

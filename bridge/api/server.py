@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from bridge import __version__
-from bridge.api.routes import health
+from bridge.api.limits import BodyLimit
+from bridge.api.problems import install_error_handlers
+from bridge.api.routes import admin, artemis, health, ingest
+from bridge.artemis_signing import NonceCache
+from bridge.ingest import Ingest
 from bridge.kafka import AsyncProducer
+from bridge.partners import PartnerService
+from bridge.registry import RegistryView, RegistryWriter
 from bridge.settings import Settings
+from bridge.urlpolicy import UrlPolicy
+
+log = logging.getLogger("bridge.api")
+
+
+@dataclass
+class Services:
+    """What the routes use; built by the lifespan, reached through ``app.state.services``."""
+
+    settings: Settings
+    producer: AsyncProducer
+    view: RegistryView
+    writer: RegistryWriter
+    partners: PartnerService
+    nonces: NonceCache
+    url_policy: UrlPolicy
+    ingest: Ingest
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -19,14 +44,37 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.producer = AsyncProducer(settings)
+        producer = AsyncProducer(settings)
+        # The view loads in the background: /healthz answers at once, and routes that need the
+        # registry answer 503 until it has caught up (or while Kafka is unreachable).
+        view = RegistryView(settings).start(wait_caught_up=None)
+        writer = RegistryWriter(settings, producer, view)
+        app.state.services = Services(
+            settings=settings,
+            producer=producer,
+            view=view,
+            writer=writer,
+            partners=PartnerService(settings, view, writer),
+            # A nonce must be remembered for as long as its timestamp can still pass the window
+            # on either side, so twice the window.
+            nonces=NonceCache(window_s=2 * settings.signature_window_s),
+            url_policy=UrlPolicy.from_settings(settings),
+            ingest=Ingest(settings, producer),
+        )
         try:
             yield
         finally:
-            app.state.producer.close()
+            view.stop()
+            producer.close()
 
-    app = FastAPI(title="event-bridge", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="event-bridge", version=__version__, lifespan=lifespan,
+                  description="Artemis-compatible event subscription API, ingest and admin API.")
     app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(artemis.router)
+    app.include_router(admin.router)
+    app.include_router(ingest.build_router(settings))
     app.mount("/metrics", make_asgi_app())
     return app

@@ -1,0 +1,104 @@
+"""Operator API under ``/admin/v1``, bearer ``BRIDGE_ADMIN_TOKEN``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.api.deps import AdminDep, ServicesDep
+from bridge.errors import InvalidInput
+from bridge.settings import KNOWN_STATUSES
+from bridge.subscriptions import view_data
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[AdminDep])
+
+
+class PartnerCreate(BaseModel):
+    """A new partner. ``eventTypes`` null means the partner's user may receive every type."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=200)
+    userId: str = Field(min_length=1, max_length=200)
+    eventTypes: list[int] | None = None
+    delivery: dict[str, Any] | None = None
+
+
+@router.post("/partners", status_code=201)
+async def create_partner(payload: PartnerCreate, svc: ServicesDep) -> dict[str, Any]:
+    """Create a partner; the answer is the only place its appSecret is ever shown."""
+    partner, secret = await svc.partners.create(payload.name, payload.userId, payload.eventTypes,
+                                                payload.delivery)
+    return {**partner.public(), "appSecret": secret}
+
+
+@router.get("/partners")
+async def list_partners(svc: ServicesDep) -> list[dict[str, Any]]:
+    return [p.public() for p in svc.partners.list()]
+
+
+@router.get("/partners/{partner_id}")
+async def get_partner(partner_id: str, svc: ServicesDep) -> dict[str, Any]:
+    partner = svc.partners.get(partner_id)
+    return {**partner.public(), "subscriptions": view_data(svc.view.subscriptions_of(partner.id))}
+
+
+@router.patch("/partners/{partner_id}")
+async def update_partner(
+    partner_id: str,
+    svc: ServicesDep,
+    changes: dict[str, Any] = Body(  # noqa: B008 - FastAPI's way of declaring a JSON body
+        ..., examples=[{"state": "disabled"}, {"delivery": {"pushStatuses": [0, 1, 2, 4]}}]),
+) -> dict[str, Any]:
+    """Change name, userId, eventTypes, state (active/disabled) or delivery settings."""
+    return (await svc.partners.update(partner_id, changes)).public()
+
+
+@router.delete("/partners/{partner_id}", status_code=204)
+async def delete_partner(partner_id: str, svc: ServicesDep) -> Response:
+    """Delete a partner and all its subscriptions."""
+    await svc.partners.delete(partner_id)
+    return Response(status_code=204)
+
+
+@router.post("/partners/{partner_id}/rotate-secret")
+async def rotate_secret(partner_id: str, svc: ServicesDep) -> dict[str, Any]:
+    """A new appSecret; the previous one stays valid for BRIDGE_SECRET_GRACE_HOURS."""
+    partner, secret = await svc.partners.rotate_secret(partner_id)
+    return {**partner.public(), "appSecret": secret}
+
+
+class RuntimeSettings(BaseModel):
+    """Settings an operator changes at runtime; they apply at once in every process."""
+
+    model_config = ConfigDict(extra="forbid")
+    pushStatuses: list[int] | None = Field(
+        default=None, description="Statuses pushed to partners without their own override (B6).")
+    recvEventLog: bool | None = Field(
+        default=None, description="Log one `recv event` line per ingested event.")
+
+
+def _runtime(svc: Any) -> dict[str, Any]:
+    return {
+        "pushStatuses": svc.view.setting("push_statuses", svc.settings.push_statuses),
+        "recvEventLog": bool(svc.view.setting("recv_event_log", False)),
+    }
+
+
+@router.get("/settings")
+async def get_settings_(svc: ServicesDep) -> dict[str, Any]:
+    return _runtime(svc)
+
+
+@router.patch("/settings")
+async def patch_settings(changes: RuntimeSettings, svc: ServicesDep) -> dict[str, Any]:
+    """Change push statuses or the recv-event log without a restart or re-subscription."""
+    if changes.pushStatuses is not None:
+        bad = [s for s in changes.pushStatuses if s not in KNOWN_STATUSES]
+        if bad:
+            raise InvalidInput(f"unknown statuses {bad}; known {sorted(KNOWN_STATUSES)}", "pushStatuses")
+        await svc.writer.put_setting("push_statuses", sorted(set(changes.pushStatuses)))
+    if changes.recvEventLog is not None:
+        await svc.writer.put_setting("recv_event_log", changes.recvEventLog)
+    return _runtime(svc)

@@ -1,0 +1,323 @@
+"""Partners and the Artemis subscription API over the real broker.
+
+Requests are signed by ``ArtemisClient`` below, an independent implementation written from the
+compatibility spec (§2.2): it does not use the server's signing module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from bridge.api import create_app
+from bridge.kafka import ensure_topics
+from bridge.registry import RegistryView
+from bridge.settings import Settings, child_env
+
+pytestmark = pytest.mark.integration
+
+BASE = "/artemis/api/eventService/v1"
+SUBSCRIBE = f"{BASE}/eventSubscriptionByEventTypes"
+UNSUBSCRIBE = f"{BASE}/eventUnSubscriptionByEventTypes"
+VIEW = f"{BASE}/eventSubscriptionView"
+ADMIN_TOKEN = "test-admin-token"
+
+
+@dataclass
+class ArtemisClient:
+    """Signs like the official Java SDK: Accept, Content-Type, x-ca-key/nonce/timestamp (ms)."""
+
+    http: TestClient
+    app_key: str
+    app_secret: str
+
+    def headers(self, path: str, body: bytes, *, timestamp_ms: int | None = None,
+                nonce: str | None = None, content_md5: bool = False,
+                secret: str | None = None) -> dict[str, str]:
+        custom = {
+            "x-ca-key": self.app_key,
+            "x-ca-nonce": nonce or str(uuid.uuid4()),
+            "x-ca-timestamp": str(timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)),
+        }
+        lines = ["POST", "*/*"]
+        headers = {"Accept": "*/*", "Content-Type": "application/json"}
+        if content_md5:
+            md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+            headers["Content-MD5"] = md5
+            lines.append(md5)
+        lines.append("application/json")
+        lines += [f"{k}:{custom[k]}" for k in sorted(custom)]
+        lines.append(path)
+        digest = hmac.new((secret or self.app_secret).encode(), "\n".join(lines).encode(),
+                          hashlib.sha256).digest()
+        return {**headers, **custom,
+                "x-ca-signature-headers": ",".join(sorted(custom)),
+                "x-ca-signature": base64.b64encode(digest).decode()}
+
+    def post(self, path: str, payload: Any = None, **kw: Any) -> Any:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        return self.http.post(path, content=body, headers=self.headers(path, body, **kw))
+
+
+@pytest.fixture
+def api_settings(kafka_settings: Settings) -> Settings:
+    settings = kafka_settings.model_copy(update={
+        "mode": "prod",
+        "admin_token": SecretStr(ADMIN_TOKEN),
+        "secret_key": SecretStr(Fernet.generate_key().decode()),
+        "dest_allow": ["127.0.0.0/8"],
+        "max_body_bytes": 4096,
+    })
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def http(api_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as client:
+        yield client
+
+
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def make_partner(http: TestClient, event_types: list[int] | None = None, name: str = "acme") -> ArtemisClient:
+    answer = http.post("/admin/v1/partners", headers=admin_headers(),
+                       json={"name": name, "userId": "admin", "eventTypes": event_types})
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    return ArtemisClient(http, body["appKey"], body["appSecret"])
+
+
+def cli_create_partner(settings: Settings, name: str, types: str) -> tuple[str, str, str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "partner", "create", "--name", name, "--user-id", "admin",
+         "--event-types", types],
+        capture_output=True, text=True, env={**child_env(settings), "COLUMNS": "200"}, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    app_key = re.search(r"appKey\s+(\d+)", out.stdout)
+    secret = re.search(r"appSecret\s+(\w+)", out.stdout)
+    pid = re.search(r"(p-[0-9a-f]{12})", out.stdout)
+    assert app_key and secret and pid, out.stdout
+    return pid.group(1), app_key.group(1), secret.group(1)
+
+
+def test_cli_partner_subscribes_views_unsubscribes(api_settings: Settings, http: TestClient) -> None:
+    partner_id, app_key, secret = cli_create_partner(api_settings, "cli-partner", "all")
+    client = ArtemisClient(http, app_key, secret)
+
+    ok = client.post(SUBSCRIBE, {"eventTypes": [196893, 198914],
+                                 "eventDest": "http://127.0.0.1:9080/eventRcv", "subType": 2})
+    assert ok.status_code == 200 and ok.json() == {"code": "0", "msg": "success", "data": None}
+
+    # Read-your-writes: the view right after the subscribe shows it.
+    view = client.post(VIEW)
+    assert view.json()["code"] == "0"
+    assert view.json()["data"]["detail"] == [{
+        "eventTypes": [196893, 198914], "eventDest": "http://127.0.0.1:9080/eventRcv",
+        "subType": 2, "eventLvl": [0, 1, 2, 3]}]
+
+    # Re-subscribing one type to a new destination moves it; the partner now has two.
+    client.post(SUBSCRIBE, {"eventTypes": [198914], "eventDest": "http://127.0.0.1:9081/b"})
+    details = client.post(VIEW).json()["data"]["detail"]
+    assert {(tuple(d["eventTypes"]), d["eventDest"]) for d in details} == {
+        ((196893,), "http://127.0.0.1:9080/eventRcv"), ((198914,), "http://127.0.0.1:9081/b")}
+
+    assert client.post(UNSUBSCRIBE, {"eventTypes": [196893, 198914]}).json()["code"] == "0"
+    assert client.post(VIEW).json()["data"] == {"detail": []}
+
+    listed = subprocess.run([sys.executable, "-m", "bridge", "partner", "list"], capture_output=True,
+                            text=True, env={**child_env(api_settings), "COLUMNS": "200"}, timeout=120)
+    assert partner_id in listed.stdout and "cli-partner" in listed.stdout
+
+
+def test_two_partners_stay_isolated(http: TestClient, api_settings: Settings) -> None:
+    a = make_partner(http, name="a")
+    b = make_partner(http, name="b")
+    for client, port in ((a, 9001), (b, 9002)):
+        assert client.post(SUBSCRIBE, {"eventTypes": [131330],
+                                       "eventDest": f"http://127.0.0.1:{port}/"}).json()["code"] == "0"
+    a.post(UNSUBSCRIBE, {"eventTypes": [131330]})
+    assert a.post(VIEW).json()["data"]["detail"] == []
+    assert b.post(VIEW).json()["data"]["detail"][0]["eventTypes"] == [131330]
+
+    # A separate process's view (the routing stage's) sees the same registry, and it survives
+    # a restart of the API.
+    other = RegistryView(api_settings).start(wait_caught_up=30)
+    try:
+        assert [s.event_dest for s in other.by_event_type(131330)] == ["http://127.0.0.1:9002/"]
+    finally:
+        other.stop()
+    with TestClient(create_app(api_settings)) as restarted:
+        again = ArtemisClient(restarted, b.app_key, b.app_secret)
+        assert again.post(VIEW).json()["data"]["detail"][0]["eventDest"] == "http://127.0.0.1:9002/"
+
+
+def test_forbidden_types_refused_by_name(http: TestClient) -> None:
+    client = make_partner(http, event_types=[196893])
+    answer = client.post(SUBSCRIBE, {"eventTypes": [196893, 131330, 771760130],
+                                     "eventDest": "http://127.0.0.1:9000/"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["code"] != "0" and "[131330, 771760130]" in body["msg"] and body["data"] is None
+    assert client.post(VIEW).json()["data"]["detail"] == []
+
+
+@pytest.mark.parametrize("dest", [
+    "http://169.254.169.254/latest/meta-data", "http://100.100.100.200/", "ftp://10.0.0.1/x",
+    "http://[fe80::1]/", "http://" + "a" * 1020 + ".com/",
+])
+def test_destination_policy(http: TestClient, dest: str) -> None:
+    client = make_partner(http)
+    body = client.post(SUBSCRIBE, {"eventTypes": [1], "eventDest": dest}).json()
+    assert body["code"] != "0" and "eventDest" in body["msg"]
+
+
+def test_lenient_client_quirks(http: TestClient) -> None:
+    client = make_partner(http)
+    # Nested type list (PHP), eventLevel instead of eventLvl (Odoo), token/passBack, unknown fields.
+    answer = client.post(SUBSCRIBE, {"eventTypes": [[196893]], "eventDest": "http://10.0.0.5:8080/x",
+                                     "subType": 2, "eventLevel": [0, 1, 2], "token": "webhook-token",
+                                     "passBack": 1, "somethingNew": True})
+    assert answer.json()["code"] == "0", answer.text
+    detail = client.post(VIEW).json()["data"]["detail"]
+    assert detail == [{"eventTypes": [196893], "eventDest": "http://10.0.0.5:8080/x", "subType": 2,
+                       "eventLvl": [0, 1, 2]}]
+    # An unsubscribe body that repeats eventDest/token/passBack (seen in the wild).
+    assert client.post(UNSUBSCRIBE, {"eventTypes": [196893], "eventDest": "x", "token": "t",
+                                     "passBack": 1}).json()["code"] == "0"
+
+
+def _reason(answer: Any) -> str:
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["X-Ca-Error-Message"]
+    return str(answer.json()["reason"])
+
+
+def test_every_auth_failure_is_401_with_reason(http: TestClient) -> None:
+    client = make_partner(http)
+    payload = {"eventTypes": [1], "eventDest": "http://10.0.0.1/"}
+    body = json.dumps(payload).encode()
+
+    unknown = ArtemisClient(http, "99999999", "x" * 20)
+    assert _reason(unknown.post(VIEW)) == "unknown_key"
+    assert _reason(client.post(VIEW, secret="wrong-secret-000000")) == "bad_signature"
+    assert _reason(client.post(VIEW, timestamp_ms=int(time.time() * 1000) - 3_600_000)) == "expired_timestamp"
+
+    headers = client.headers(SUBSCRIBE, body, nonce="fixed-nonce-1")
+    assert http.post(SUBSCRIBE, content=body, headers=headers).json()["code"] == "0"
+    assert _reason(http.post(SUBSCRIBE, content=body, headers=headers)) == "replayed_nonce"
+
+    tampered = client.headers(SUBSCRIBE, body, content_md5=True)
+    assert _reason(http.post(SUBSCRIBE, content=body.replace(b"10.0.0.1", b"10.0.0.2"),
+                             headers=tampered)) == "content_md5_mismatch"
+    assert http.post(SUBSCRIBE, content=body, headers=client.headers(SUBSCRIBE, body, content_md5=True)
+                     ).json()["code"] == "0"
+
+    assert _reason(http.post(VIEW)) in {"missing_key", "missing_signature"}
+
+    partner_id = next(p["id"] for p in http.get("/admin/v1/partners", headers=admin_headers()).json()
+                      if p["appKey"] == client.app_key)
+    http.patch(f"/admin/v1/partners/{partner_id}", headers=admin_headers(), json={"state": "disabled"})
+    assert _reason(client.post(VIEW)) == "disabled_partner"
+
+
+def test_php_client_seconds_timestamp_two_headers(http: TestClient) -> None:
+    client = make_partner(http)
+    ts = str(int(time.time()))
+    string = f"POST\n*/*\napplication/json\nx-ca-key:{client.app_key}\nx-ca-timestamp:{ts}\n{VIEW}"
+    sig = base64.b64encode(hmac.new(client.app_secret.encode(), string.encode(), hashlib.sha256).digest())
+    answer = http.post(VIEW, headers={
+        "Accept": "*/*", "Content-Type": "application/json", "X-Ca-Key": client.app_key,
+        "X-Ca-Timestamp": ts, "X-Ca-Signature-Headers": "x-ca-key,x-ca-timestamp",
+        "X-Ca-Signature": sig.decode()})
+    assert answer.status_code == 200 and answer.json()["code"] == "0"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b"{not json", "body"),
+    (b"[1,2]", "body"),
+    (b'{"eventDest": "http://10.0.0.1/"}', "eventTypes"),
+    (b'{"eventTypes": "196893", "eventDest": "http://10.0.0.1/"}', "eventTypes"),
+    (b'{"eventTypes": [true], "eventDest": "http://10.0.0.1/"}', "eventTypes"),
+    (b'{"eventTypes": [1], "eventDest": 5}', "eventDest"),
+    (b'{"eventTypes": [1], "eventDest": "http://10.0.0.1/", "subType": 7}', "subType"),
+    (b'{"eventTypes": [1], "eventDest": "http://10.0.0.1/", "subType": 1, "eventLvl": [99]}', "eventLvl"),
+    (b"\xff\xfe\x00garbage", "body"),
+])
+def test_malformed_requests_get_400_naming_the_field(http: TestClient, body: bytes, field: str) -> None:
+    client = make_partner(http)
+    answer = http.post(SUBSCRIBE, content=body, headers=client.headers(SUBSCRIBE, body))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["field"] == field and answer.json()["data"] is None
+    assert http.get("/healthz").status_code == 200
+
+
+def test_huge_body_answered_413(http: TestClient) -> None:
+    client = make_partner(http)
+    body = json.dumps({"eventTypes": [1], "eventDest": "http://10.0.0.1/", "pad": "x" * 10_000}).encode()
+    answer = http.post(SUBSCRIBE, content=body, headers=client.headers(SUBSCRIBE, body))
+    assert answer.status_code == 413
+
+
+def test_admin_api_lifecycle_and_rotation(http: TestClient) -> None:
+    assert http.get("/admin/v1/partners").status_code == 401
+    assert http.get("/admin/v1/partners", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+    created = http.post("/admin/v1/partners", headers=admin_headers(),
+                        json={"name": "rot", "userId": "u1", "eventTypes": None}).json()
+    pid, old_secret = created["id"], created["appSecret"]
+    assert "appSecret" not in http.get(f"/admin/v1/partners/{pid}", headers=admin_headers()).json()
+
+    patched = http.patch(f"/admin/v1/partners/{pid}", headers=admin_headers(),
+                         json={"delivery": {"pushStatuses": [0, 1, 2, 4], "linkageMode": "merged"}})
+    assert patched.json()["delivery"]["pushStatuses"] == [0, 1, 2, 4]
+    bad = http.patch(f"/admin/v1/partners/{pid}", headers=admin_headers(),
+                     json={"delivery": {"pushStatuses": [9]}})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "delivery.pushStatuses"
+
+    rotated = http.post(f"/admin/v1/partners/{pid}/rotate-secret", headers=admin_headers()).json()
+    new_secret = rotated["appSecret"]
+    assert new_secret != old_secret
+    # Both secrets work during the grace period.
+    for secret in (old_secret, new_secret):
+        assert ArtemisClient(http, created["appKey"], secret).post(VIEW).json()["code"] == "0"
+
+    assert http.delete(f"/admin/v1/partners/{pid}", headers=admin_headers()).status_code == 204
+    assert http.get(f"/admin/v1/partners/{pid}", headers=admin_headers()).status_code == 404
+
+
+def test_secrets_encrypted_at_rest(api_settings: Settings, http: TestClient) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    created = http.post("/admin/v1/partners", headers=admin_headers(),
+                        json={"name": "enc", "userId": "u"}).json()
+    consumer = Consumer(api_settings.librdkafka(**{"group.id": "enc-check"}))
+    consumer.assign([TopicPartition(api_settings.topic_prefix + "partners", 0, 0)])
+    raw = b""
+    for _ in range(100):
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            raw += msg.value() or b""
+        elif raw:
+            break
+    consumer.close()
+    assert created["appKey"].encode() in raw
+    assert created["appSecret"].encode() not in raw
