@@ -27,9 +27,6 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(partner_app, name="partner")
 app.add_typer(topics_app, name="topics")
 
-#: The stages a worker runs, in pipeline order (each registers its agents on the Faust app).
-WORKER_STAGES: tuple[Any, ...] = ()
-
 console = Console()
 err = Console(stderr=True)
 
@@ -283,6 +280,7 @@ def partner_rotate_secret(partner_id: str) -> None:
 @app.command()
 def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") -> None:
     """Run a Faust worker (routing, correlation, delivery); run more to scale out."""
+    from bridge import routing
     from bridge.app import create_app, run_worker
 
     settings = get_settings()
@@ -290,7 +288,12 @@ def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") 
         settings.require_secrets()
     except BridgeError as exc:
         raise _fail(exc) from None
-    run_worker(create_app(settings, WORKER_STAGES), loglevel)
+    # The stages a worker runs, in pipeline order; each registers its agents on the Faust app.
+    try:
+        faust_app = create_app(settings, [routing.register])
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    run_worker(faust_app, loglevel)
 
 
 @app.command()

@@ -68,12 +68,9 @@ def register(app: faust.App, settings: Settings) -> None:
     table = topic_table(settings)
     events = app.topic(table["events"].name, key_serializer="raw", value_serializer="raw")
     deliveries = app.topic(table["deliveries"].name, key_serializer="raw", value_serializer="raw")
-    view = RegistryView(settings)
-
-    @app.on_startup.connect
-    async def start_view(app: faust.App, **_: object) -> None:
-        await asyncio.to_thread(check_registry_partitions, settings)
-        view.start(wait_caught_up=None)
+    # Checked before the worker starts, so a bad deployment fails at once with the reason.
+    check_registry_partitions(settings)
+    view = RegistryView(settings).start(wait_caught_up=None)
 
     @app.agent(events, name="route")
     async def route_events(stream: faust.StreamT[bytes]) -> None:
