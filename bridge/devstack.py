@@ -76,7 +76,8 @@ class DevStack:
             )
             if demo:
                 self._demo()
-            self._wait()
+            else:
+                self._wait()
         finally:
             self._stop_children()
             if started_broker:
@@ -85,19 +86,41 @@ class DevStack:
                 self.console.print("Kafka stopped")
 
     def _demo(self) -> None:
-        """Grown by later issues: demo partners, simulated traffic, a live summary."""
-        self.console.print("[dim]demo: no traffic yet (the stack runs without partners)[/]")
+        """Demo partners, simulated traffic and a live summary, until Ctrl-C or a process dies."""
+        import asyncio
 
-    def _wait(self) -> None:
+        from bridge.demo import Demo
+
+        async def main() -> None:
+            demo = asyncio.create_task(Demo(self.settings, self.console).run())
+            while not demo.done():
+                self._check_children()
+                await asyncio.sleep(0.5)
+            await demo
+
+        self._on_sigterm()
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            self.console.print("\nstopping…")
+
+    def _on_sigterm(self) -> None:
         def on_term(_sig: int, _frame: FrameType | None) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, on_term)
+
+    def _check_children(self) -> None:
+        for proc in self.children:
+            if proc.poll() is not None:
+                name = " ".join(str(a) for a in proc.args[3:])  # type: ignore[index]
+                raise BridgeError(f"`event-bridge {name}` exited with code {proc.returncode}")
+
+    def _wait(self) -> None:
+        self._on_sigterm()
         try:
             while True:
-                for proc in self.children:
-                    if proc.poll() is not None:
-                        raise BridgeError(f"{' '.join(map(str, proc.args[3:]))} exited with code {proc.returncode}")  # type: ignore[index]
+                self._check_children()
                 time.sleep(0.5)
         except KeyboardInterrupt:
             self.console.print("\nstopping…")

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     secret_grace_hours: float = Field(default=24.0, ge=0)
     #: Accepted distance of ``x-ca-timestamp`` from the server clock, in seconds.
     signature_window_s: int = Field(default=900, ge=1)
+    #: One log line per HTTP request (off in `event-bridge dev --demo`, whose screen is a live table).
+    access_log: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("push_statuses", mode="before")

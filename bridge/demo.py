@@ -1,0 +1,197 @@
+"""``event-bridge dev --demo``: demo partners, simulated platform traffic and a live summary.
+
+Everything goes through the public interfaces, as a real deployment would: partners are created
+with the admin API and subscribe with Artemis-signed requests; the simulator POSTs to ``/eventRcv``;
+the demo partner endpoints are real HTTP servers on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiohttp import web
+from confluent_kafka import Consumer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bridge.artemis_signing import signed_headers
+from bridge.settings import Settings
+from bridge.simulate import FAMILY_TYPES, SendStats, Simulator, http_sender, run
+from bridge.topics import topic_table
+
+SUBSCRIBE = "/artemis/api/eventService/v1/eventSubscriptionByEventTypes"
+
+
+@dataclass(frozen=True)
+class DemoPartner:
+    name: str
+    path: str
+    types: tuple[int, ...]
+    sub_type: int = 2
+    push_statuses: tuple[int, ...] | None = None
+    #: The endpoint answers 500 this often (0..1); a closed port stands for "down".
+    failure_rate: float = 0.0
+    down: bool = False
+
+
+ALL_TYPES = tuple(t for types in FAMILY_TYPES.values() for t in types)
+PARTNERS = (
+    DemoPartner("demo-control-room", "/control-room", ALL_TYPES, push_statuses=(0, 1, 2, 4, 5)),
+    DemoPartner("demo-doors", "/doors", FAMILY_TYPES["acs"], sub_type=0),
+    DemoPartner("demo-flaky", "/flaky", ALL_TYPES, failure_rate=0.5),
+    DemoPartner("demo-down", "/down", FAMILY_TYPES["parking"] + FAMILY_TYPES["video"], down=True),
+)
+
+
+@dataclass
+class Receiver:
+    """The demo partners' endpoints: counts what each one received and answered."""
+
+    received: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    event_ids: Counter[str] = field(default_factory=Counter)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        for partner in PARTNERS:
+            if not partner.down:
+                app.router.add_post(partner.path, self._handler(partner))
+        return app
+
+    def _handler(self, partner: DemoPartner) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            if self.rng.random() < partner.failure_rate:
+                self.failed[partner.name] += 1
+                return web.Response(status=500, text="demo failure")
+            self.received[partner.name] += 1
+            self.event_ids[partner.name] += len(body.get("params", {}).get("events", []))
+            return web.Response(text="OK")
+
+        return handle
+
+
+class RoutedCounter:
+    """Counts delivery tasks per partner from the deliveries topic (what routing produced)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        table = topic_table(settings)
+        self._consumer = Consumer(settings.librdkafka(**{
+            "group.id": "demo-summary", "auto.offset.reset": "latest", "enable.auto.commit": False}))
+        self._consumer.subscribe([table["deliveries"].name])
+        self._thread = threading.Thread(target=self._run, daemon=True, name="demo-routed")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.3)
+            if msg is not None and msg.error() is None and msg.key():
+                self.counts[msg.key().decode()] += 1
+        self._consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+
+
+class Demo:
+    def __init__(self, settings: Settings, console: Console, rate: float = 10.0,
+                 receiver_port: int = 18_080) -> None:
+        self.settings = settings
+        self.console = console
+        self.rate = rate
+        self.port = receiver_port
+        self.base = f"http://{settings.http_host}:{settings.http_port}"
+        assert settings.admin_token is not None
+        self.admin = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+        self.partner_ids: dict[str, str] = {}
+
+    async def _wait_ready(self, client: httpx.AsyncClient) -> None:
+        for _ in range(240):
+            try:
+                if (await client.get(f"{self.base}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"the api at {self.base} did not become ready")
+
+    async def _ensure_partner(self, client: httpx.AsyncClient, demo: DemoPartner) -> tuple[str, str]:
+        """Create the demo partner, or rotate the secret of the one a previous run created."""
+        existing = (await client.get(f"{self.base}/admin/v1/partners", headers=self.admin)).json()
+        found = next((p for p in existing if p["name"] == demo.name), None)
+        delivery = {"pushStatuses": list(demo.push_statuses) if demo.push_statuses else None}
+        if found is None:
+            answer = await client.post(f"{self.base}/admin/v1/partners", headers=self.admin,
+                                       json={"name": demo.name, "userId": "demo", "eventTypes": None,
+                                             "delivery": delivery})
+        else:
+            await client.patch(f"{self.base}/admin/v1/partners/{found['id']}", headers=self.admin,
+                               json={"state": "active", "delivery": delivery})
+            answer = await client.post(f"{self.base}/admin/v1/partners/{found['id']}/rotate-secret",
+                                       headers=self.admin)
+        answer.raise_for_status()
+        body = answer.json()
+        self.partner_ids[body["id"]] = demo.name
+        return body["appKey"], body["appSecret"]
+
+    async def _subscribe(self, client: httpx.AsyncClient, demo: DemoPartner) -> None:
+        app_key, secret = await self._ensure_partner(client, demo)
+        # A closed port on loopback stands for a partner whose endpoint is down.
+        port = self.port + 1 if demo.down else self.port
+        body = json.dumps({"eventTypes": list(demo.types), "subType": demo.sub_type,
+                           "eventDest": f"http://127.0.0.1:{port}{demo.path}"}).encode()
+        answer = await client.post(f"{self.base}{SUBSCRIBE}", content=body,
+                                   headers=signed_headers(app_key, secret, "POST", SUBSCRIBE, body))
+        if answer.json().get("code") != "0":
+            raise RuntimeError(f"demo subscribe failed for {demo.name}: {answer.text}")
+
+    def _table(self, receiver: Receiver, routed: RoutedCounter, stats: SendStats) -> Table:
+        table = Table(title=f"event-bridge demo — platform sent {stats.events} events in "
+                            f"{stats.pushes} pushes ({stats.failed} failed)")
+        for column in ("partner", "endpoint", "tasks routed", "pushes received", "answered 5xx"):
+            table.add_column(column, justify="left" if column in ("partner", "endpoint") else "right")
+        for demo in PARTNERS:
+            pid = next((k for k, v in self.partner_ids.items() if v == demo.name), "")
+            endpoint = "down (closed port)" if demo.down else (
+                f"fails {demo.failure_rate:.0%}" if demo.failure_rate else "healthy")
+            table.add_row(demo.name, endpoint, str(routed.counts[pid]), str(receiver.received[demo.name]),
+                          str(receiver.failed[demo.name]))
+        return table
+
+    async def run(self) -> None:
+        receiver = Receiver()
+        runner = web.AppRunner(receiver.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        routed = RoutedCounter(self.settings)
+        stats = SendStats()
+        try:
+            async with httpx.AsyncClient(timeout=15) as client:
+                with self.console.status("waiting for the api, creating demo partners…"):
+                    await self._wait_ready(client)
+                    for demo in PARTNERS:
+                        await self._subscribe(client, demo)
+                simulator = Simulator(self.rate)
+                traffic = asyncio.create_task(run(
+                    simulator, None, http_sender(client, self.base + self.settings.ingest_path), stats))
+                with Live(self._table(receiver, routed, stats), console=self.console,
+                          refresh_per_second=1) as live:
+                    while not traffic.done():
+                        live.update(self._table(receiver, routed, stats))
+                        await asyncio.sleep(1)
+                    await traffic
+        finally:
+            routed.stop()
+            await runner.cleanup()
