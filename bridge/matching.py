@@ -32,6 +32,8 @@ def effective_statuses(partner: Partner, global_statuses: Collection[int]) -> Co
 def mismatch(record: EventRecord, sub: Subscription, partner: Partner | None,
              global_statuses: Collection[int]) -> str | None:
     """``None`` when ``sub`` should receive ``record``, else why not."""
+    if sub.event_type != record.event_type:
+        return f"subscribed to event type {sub.event_type}, not {record.event_type}"
     if partner is None:
         return "partner no longer exists"
     if partner.state != "active":

@@ -109,7 +109,7 @@ class Subscription:
     #: 0 raw events only, 1 linkage events only, 2 both (B2).
     sub_type: int = 0
     #: Linkage levels; meaningful only for sub_type 1 and 2 (B3).
-    event_lvl: tuple[int, ...] = (1, 2, 3)
+    event_lvl: tuple[int, ...] = (0, 1, 2, 3)
     token: str | None = None
     pass_back: int | None = None
     updated_at: float = 0.0

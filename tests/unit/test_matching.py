@@ -433,12 +433,6 @@ def test_mismatch_is_none_when_everything_fits() -> None:
     assert mismatch(linkage_event(), sub(sub_type=2), partner(), DEFAULT_GLOBAL) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mismatch()/matching() never compare sub.event_type with record.event_type: a "
-    "subscription to another type 'matches' (only route()'s caller pre-filters by type). "
-    "matching() promises 'the subscriptions that receive record' and B1 is per event type.",
-)
 def test_subscription_to_another_event_type_does_not_match() -> None:
     p = partner()
     other = sub(event_type=ACS, sub_type=2)
