@@ -8,6 +8,7 @@ Hierarchy::
     ├── TopicError                topics missing, or existing with the wrong partition count
     ├── KafkaUnavailable          the broker did not acknowledge in time  (retriable)
     ├── InvalidInput              a request or record is malformed; names the field
+    │   └── RecordTooLarge        a record exceeds what Kafka accepts (permanent)
     ├── AuthError                 a signed or bearer request failed authentication
     └── NotFound                  a named partner, subscription or record does not exist
 
@@ -48,6 +49,10 @@ class InvalidInput(BridgeError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RecordTooLarge(InvalidInput):
+    """A record is larger than the broker accepts; retrying cannot help."""
 
 
 class AuthError(BridgeError):

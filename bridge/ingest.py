@@ -72,7 +72,8 @@ class Ingest:
             for error in result.errors:
                 batch.append((self.rejected_topic, None, json.dumps(
                     {"error": {"field": error.field, "message": error.message},
-                     "event": events[error.index], "ingestTs": now}, default=str).encode(), None))
+                     "event": events[error.index], "ingestTs": now},
+                    ensure_ascii=False, default=str).encode(), None))
         await self.producer.send_many(batch)
         if log_events:
             for r in records:

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.errors import KafkaUnavailable, TopicError
+from bridge.errors import KafkaUnavailable, RecordTooLarge, TopicError
 from bridge.settings import Settings
 from bridge.topics import TopicSpec, topic_table
 
@@ -159,6 +159,10 @@ class AsyncProducer:
                 except BufferError:  # local queue full: let the poller drain it
                     await asyncio.sleep(0.01)
                 except KafkaException as exc:
+                    if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                        raise RecordTooLarge(
+                            f"a record of {len(value)} bytes is larger than Kafka accepts", "body"
+                        ) from exc
                     raise KafkaUnavailable(f"cannot produce to {topic}: {exc}") from exc
             futures.append(future)
         return list(await asyncio.gather(*futures))
@@ -177,5 +181,7 @@ def _settle(future: asyncio.Future[tuple[int, int]], err: KafkaError | None, msg
         return
     if err is None:
         future.set_result((msg.partition(), msg.offset()))
+    elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        future.set_exception(RecordTooLarge(f"Kafka refused the record: {err.str()}", "body"))
     else:
         future.set_exception(KafkaUnavailable(f"Kafka did not accept the record: {err.str()}"))

@@ -91,6 +91,25 @@ class Settings(BaseSettings):
     secret_grace_hours: float = Field(default=24.0, ge=0)
     #: Accepted distance of ``x-ca-timestamp`` from the server clock, in seconds.
     signature_window_s: int = Field(default=900, ge=1)
+    # --- Delivery ------------------------------------------------------------------------------
+    #: Seconds before each retry; its length is the number of retry tiers (one topic each).
+    retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5, 30, 120, 600, 3600, 3 * 3600, 6 * 3600, 12 * 3600])
+    #: Random spread of each retry delay (0.2 = ±20 %).
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    #: Least wait after a 429/503, whatever its Retry-After says, in seconds.
+    retry_after_floor_s: float = Field(default=5.0, ge=0)
+    #: Consecutive failures that open a destination's circuit breaker.
+    breaker_failures: int = Field(default=5, ge=1)
+    #: How long an open breaker waits before letting one probe through, in seconds.
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    #: CA bundle for https destinations (default: certifi's).
+    ca_bundle: Path | None = None
+    #: Pushes waiting for one partner's in-flight slots before new ones spill to the first retry tier.
+    partner_backlog: int = Field(default=200, ge=1)
+    #: Port of a delivery worker's Prometheus endpoint (0: none).
+    worker_metrics_port: int = Field(default=9108, ge=0, le=65535)
+
     #: One log line per HTTP request (off in `event-bridge dev --demo`, whose screen is a live table).
     access_log: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -102,6 +121,14 @@ class Settings(BaseSettings):
         bad = [v for v in value if int(v) not in KNOWN_STATUSES]
         if bad:
             raise ValueError(f"unknown event status {bad}; known: {sorted(KNOWN_STATUSES)}")
+        return value
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        value = _split_csv(value)
+        if not value or any(float(v) <= 0 for v in value):
+            raise ValueError("retry_schedule must be a non-empty list of positive seconds")
         return value
 
     @field_validator("dest_allow", "ingest_allow", mode="before")

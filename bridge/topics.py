@@ -12,9 +12,6 @@ from bridge.settings import Settings
 
 HOUR_MS = 3_600_000
 
-#: Default retry schedule in seconds (about one day in all); delivery reads it from settings.
-DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
-
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -62,10 +59,12 @@ def topic_table(settings: Settings) -> dict[str, TopicSpec]:
         spec("partners", "partnerId", 1, compacted=True),
         spec("subscriptions", "partnerId:eventType", 1, compacted=True),
         spec("config", "setting name", 1, compacted=True),
+        # Delivery state other processes show (circuit breakers), written by delivery workers.
+        spec("delivery.state", "destination", 1, compacted=True),
         spec("deliveries", "partnerId"),
         *[
             spec(retry_tier_name(tier), "partnerId")
-            for tier in range(1, len(DEFAULT_RETRY_SCHEDULE) + 1)
+            for tier in range(1, len(settings.retry_schedule) + 1)
         ],
         spec("deliveries.dlq", "partnerId", retention_ms=30 * 24 * HOUR_MS),
         spec("outcomes", "partnerId", retention_ms=events_retention),

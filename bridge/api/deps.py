@@ -94,3 +94,5 @@ async def json_body(request: Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", "body") from None
+    except RecursionError:
+        raise InvalidInput("the body is nested too deeply", "body") from None

@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bridge.errors import AuthError, BridgeError, InvalidInput, KafkaUnavailable, NotFound
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bridge.errors import AuthError, BridgeError, InvalidInput, KafkaUnavailable, NotFound, RecordTooLarge
 
 log = logging.getLogger("bridge.api")
 
@@ -28,6 +30,8 @@ def artemis_envelope(data: object = None, code: str = "0", msg: str = "success")
 def _status(exc: BridgeError) -> int:
     if isinstance(exc, AuthError):
         return 401
+    if isinstance(exc, RecordTooLarge):
+        return 413
     if isinstance(exc, InvalidInput):
         return 400
     if isinstance(exc, NotFound):
@@ -66,6 +70,16 @@ def install_error_handlers(app: FastAPI) -> None:
         if _status(exc) >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
         return error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own errors (unparseable body, unknown path, wrong method) in our shapes.
+        if request.url.path.startswith("/admin"):
+            body: dict[str, object] = {"error": {"code": f"http_{exc.status_code}",
+                                                 "message": str(exc.detail), "field": None}}
+        else:
+            body = artemis_envelope(None, str(exc.status_code), str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

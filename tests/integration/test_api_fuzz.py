@@ -355,14 +355,7 @@ def test_subscribe_any_bytes(live: Live, raw: bytes, content_md5: bool) -> None:
     assert answer.status_code in {200, 400}, answer.status_code
 
 
-# Found by an explicit example while writing the bytes property above (random bytes and
-# st.recursive never nest this deep); kept as its own test so the properties stay green.
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (not fixed here): a signed Artemis subscribe/unsubscribe whose body nests JSON arrays or "
-    "objects ~950+ levels deep answers 500 'Internal Server Error' (text/plain, not the Artemis "
-    "envelope): bridge/api/deps.py json_body catches ValueError/UnicodeDecodeError but not the "
-    "RecursionError json.loads raises (bridge/notify.py's _decode does catch it, so /eventRcv "
-    "answers 400)."))
+# Random bytes and st.recursive never nest this deep: a RecursionError once answered 500 here.
 @pytest.mark.parametrize("path", [SUBSCRIBE, UNSUBSCRIBE])
 def test_artemis_deeply_nested_json_is_400_not_500(live: Live, path: str) -> None:
     depth = 5000
@@ -426,13 +419,7 @@ def test_event_rcv_any_json(live: Live, body: Any) -> None:
     assert live.http.get("/healthz").status_code == 200
 
 
-# A bug the properties above cannot reach (their bodies are small), found reading bridge/ingest.py.
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (not fixed here): /eventRcv answers 503 + Retry-After (KafkaUnavailable) to a push within "
-    "BRIDGE_MAX_BODY_BYTES whose Kafka record exceeds the producer's message.max.bytes "
-    "(1,000,000): librdkafka refuses it with MSG_SIZE_TOO_LARGE, a permanent condition reported "
-    "as retriable, so the platform re-sends it forever. Rejected events are re-encoded with "
-    "ensure_ascii, so non-ASCII text triples in size and an ~800 kB push already hits it."))
+# Records over Kafka's size limit once answered 503 (retry forever); they are permanent: 413.
 @pytest.mark.parametrize("pushed", [
     pytest.param({"eventId": "big-1", "eventType": 1, "status": 0, "pad": "a" * 999_800}, id="valid-event"),
     pytest.param({"eventType": 1, "status": 0, "pad": "\U0001F600" * 200_000}, id="rejected-event-non-ascii"),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+
 from bridge.api import create_app
 from bridge.kafka import ensure_topics
 from bridge.settings import Settings
@@ -13,6 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_ready_only_when_topics_exist(kafka_settings: Settings) -> None:
+    kafka_settings = kafka_settings.model_copy(
+        update={"secret_key": SecretStr(Fernet.generate_key().decode())})
     with TestClient(create_app(kafka_settings)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         not_ready = client.get("/readyz")
@@ -24,7 +29,8 @@ def test_ready_only_when_topics_exist(kafka_settings: Settings) -> None:
 
 
 def test_not_ready_when_kafka_unreachable() -> None:
-    settings = Settings(kafka_bootstrap="127.0.0.1:1", mode="dev")
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", mode="dev",
+                        secret_key=SecretStr(Fernet.generate_key().decode()))
     with TestClient(create_app(settings)) as client:
         response = client.get("/readyz")
         assert response.status_code == 503

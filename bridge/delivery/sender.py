@@ -1,0 +1,144 @@
+"""prepare → post → classify: one push to one partner, returned as a :class:`SendResult`.
+
+The one place where httpx exceptions become failure classes (style rule 3); nothing here raises
+for a partner's failure.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bridge import __version__
+from bridge.delivery import signing
+from bridge.delivery.result import SendResult
+from bridge.events import DeliveryTask
+from bridge.urlpolicy import UrlPolicy, UrlVerdict, check_resolved
+
+DELIVERY_ID_HEADER = "X-Bridge-Delivery-Id"
+#: Partners answer with anything; only this much of a body is read, then ignored.
+MAX_RESPONSE_BYTES = 4096
+#: URL-policy verdicts (they resolve DNS) are reused this long per URL.
+POLICY_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class PreparedPush:
+    url: str
+    content: bytes
+    headers: dict[str, str]
+    timeout_s: float
+
+
+def prepare(task: DeliveryTask, timeout_s: float, signing_secrets: Sequence[str] = (),
+            now: float | None = None) -> PreparedPush:
+    """The exact request: the platform's push body, plus our delivery id (and signatures if on)."""
+    content = json.dumps(task.body, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"event-bridge/{__version__}",
+        DELIVERY_ID_HEADER: task.delivery_id,
+    }
+    if task.trigger in ("replay", "redrive"):
+        headers["X-Bridge-Replay"] = task.trigger
+    if signing_secrets:
+        headers.update(signing.sign_headers(signing_secrets, task.delivery_id,
+                                            int(now if now is not None else time.time()), content))
+    return PreparedPush(task.event_dest, content, headers, timeout_s)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def classify_response(status: int, retry_after: str | None, latency_s: float) -> SendResult:
+    if 200 <= status < 300:
+        return SendResult.delivered(status, latency_s)
+    if status == 410:
+        return SendResult.dead("http_410", "HTTP 410 Gone: the partner retired this endpoint",
+                               latency_s, status)
+    return SendResult.retry(f"http_{status}", f"HTTP {status}", latency_s, status,
+                            _retry_after(retry_after) if status in (429, 503) else None)
+
+
+def classify_exception(exc: httpx.HTTPError, latency_s: float) -> SendResult:
+    # The most specific class first: httpx's exceptions form a tree (TimeoutException ⊂ TransportError).
+    if isinstance(exc, httpx.TimeoutException):
+        return SendResult.retry("timeout", f"no answer in time ({type(exc).__name__})", latency_s)
+    if isinstance(exc, httpx.ConnectError):
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, ssl.SSLError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLError):
+            return SendResult.retry("tls", f"TLS handshake failed: {cause.reason or cause}", latency_s)
+        return SendResult.retry("connect_error", f"connection failed: {exc}", latency_s)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return SendResult.retry("connection_reset", f"connection broken: {exc}", latency_s)
+    return SendResult.retry("transport_error", f"{type(exc).__name__}: {exc}", latency_s)
+
+
+class PartnerSender:
+    """Posts prepared pushes with injected httpx clients (one verifying TLS, one not)."""
+
+    def __init__(self, client: httpx.AsyncClient, insecure_client: httpx.AsyncClient | None,
+                 policy: UrlPolicy) -> None:
+        self.client = client
+        self.insecure_client = insecure_client or client
+        self.policy = policy
+        self._verdicts: dict[str, tuple[float, UrlVerdict]] = {}
+
+    async def _allowed(self, url: str) -> UrlVerdict:
+        now = time.monotonic()
+        cached = self._verdicts.get(url)
+        if cached and now - cached[0] < POLICY_TTL_S:
+            return cached[1]
+        verdict = await check_resolved(url, self.policy)
+        if len(self._verdicts) > 10_000:
+            self._verdicts.clear()
+        self._verdicts[url] = (now, verdict)
+        return verdict
+
+    async def send(self, push: PreparedPush, verify_tls: bool = True) -> SendResult:
+        verdict = await self._allowed(push.url)
+        if not verdict.ok:
+            if verdict.permanent:
+                return SendResult.dead("url_policy", f"destination refused: {verdict.message}")
+            return SendResult.retry("dns", f"cannot resolve destination: {verdict.message}", 0.0)
+        client = self.client if verify_tls else self.insecure_client
+        started = time.perf_counter()
+        try:
+            async with client.stream("POST", push.url, content=push.content, headers=push.headers,
+                                     timeout=push.timeout_s) as response:
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= MAX_RESPONSE_BYTES:
+                        break
+                return classify_response(response.status_code, response.headers.get("retry-after"),
+                                         time.perf_counter() - started)
+        except httpx.HTTPError as exc:
+            return classify_exception(exc, time.perf_counter() - started)
+
+
+def build_clients(ca_bundle: str | None, limit: int = 512) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    """The pooled clients (keep-alive): TLS-verifying, and one for partners that turned it off."""
+    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+    verify: Any = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+    return (httpx.AsyncClient(limits=limits, verify=verify, follow_redirects=False),
+            httpx.AsyncClient(limits=limits, verify=False, follow_redirects=False))
