@@ -25,6 +25,8 @@ partner_app = typer.Typer(help="Partners: create, list, show, disable, rotate se
                           no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(partner_app, name="partner")
+dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(topics_app, name="topics")
 
 console = Console()
@@ -274,6 +276,91 @@ def partner_rotate_secret(partner_id: str) -> None:
         console.print(f"the previous secret stays valid until {until}")
 
 
+# --- dead letters ---------------------------------------------------------------------------
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter("an ISO time, e.g. 2026-11-29T08:00 or 2026-11-29T08:00+08:00") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+SinceOpt = Annotated[str | None, typer.Option(help="Only dead letters since this ISO time.")]
+PartnerOpt = Annotated[str | None, typer.Option("--partner", help="Only this partner's.")]
+
+
+@dlq_app.command("list")
+def dlq_list(partner: PartnerOpt = None, since: SinceOpt = None) -> None:
+    """Dead letters, oldest first."""
+    import datetime as dt
+
+    from bridge import readback
+
+    try:
+        letters = readback.dead_letters(get_settings(), partner, _since(since))
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    table = Table("id", "partner", "eventIds", "type", "status", "attempts", "last error", "dead at")
+    for letter in letters:
+        task = letter["task"]
+        table.add_row(letter["id"], task["partner_id"], ",".join(task["event_ids"]),
+                      str(task["event_type"]), str(task["status"]), str(letter["attempts"]),
+                      f"{letter['last_error']} ({letter['last_status_code'] or '-'})",
+                      dt.datetime.fromtimestamp(letter["dead_at"]).isoformat(timespec="seconds"))
+    console.print(table)
+    console.print(f"{len(letters)} dead letters")
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: str) -> None:
+    """One dead letter in full (id from `dlq list`: partition:offset)."""
+    import json
+
+    from bridge import readback
+
+    letters = [d for d in readback.dead_letters(get_settings()) if d["id"] == letter_id]
+    if not letters:
+        raise _fail(f"no dead letter {letter_id!r}")
+    console.print_json(json.dumps(letters[0], ensure_ascii=False))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(partner: PartnerOpt = None, since: SinceOpt = None) -> None:
+    """Re-enqueue dead letters with their original delivery ids (partners can drop duplicates)."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from bridge import readback
+    from bridge.kafka import AsyncProducer
+
+    settings = get_settings()
+    try:
+        letters = readback.dead_letters(settings, partner, _since(since))
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    producer = AsyncProducer(settings)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console) as progress:
+        bar = progress.add_task("redriving", total=len(letters))
+        try:
+            count = asyncio.run(readback.redrive(settings, producer, letters,
+                                                 lambda n: progress.update(bar, completed=n)))
+        except BridgeError as exc:
+            raise _fail(exc) from None
+        finally:
+            producer.close()
+    console.print(f"re-enqueued {count} dead letters")
+
+
 # --- processes -------------------------------------------------------------------------------
 
 
@@ -282,6 +369,7 @@ def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") 
     """Run a Faust worker (routing, correlation, delivery); run more to scale out."""
     from bridge import routing
     from bridge.app import create_app, run_worker
+    from bridge.delivery import stage as delivery
 
     settings = get_settings()
     try:
@@ -290,7 +378,7 @@ def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") 
         raise _fail(exc) from None
     # The stages a worker runs, in pipeline order; each registers its agents on the Faust app.
     try:
-        faust_app = create_app(settings, [routing.register])
+        faust_app = create_app(settings, [routing.register, delivery.register])
     except BridgeError as exc:
         raise _fail(exc) from None
     run_worker(faust_app, loglevel)

@@ -174,12 +174,15 @@ class RegistryView:
             table["partners"].name: "partners",
             table["subscriptions"].name: "subscriptions",
             table["config"].name: "config",
+            table["delivery.state"].name: "breakers",
         }
         self._settings = settings
         self._lock = threading.Condition()
         self.partners: dict[str, Partner] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.config: dict[str, Any] = {}
+        #: Circuit breaker states published by delivery workers, by destination.
+        self.breakers: dict[str, Any] = {}
         self._by_type: dict[int, tuple[Subscription, ...]] | None = None
         self._applied: dict[str, int] = {}  # topic -> next offset to read
         self._stop = threading.Event()
@@ -297,6 +300,11 @@ class RegistryView:
                     self.subscriptions.pop(key, None)
                 else:
                     self.subscriptions[key] = decode_subscription(value)
+            elif kind == "breakers":
+                if value is None:
+                    self.breakers.pop(key, None)
+                else:
+                    self.breakers[key] = json.loads(value)
             elif value is None:
                 self.config.pop(key, None)
             else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge import readback
 from bridge.api.deps import AdminDep, ServicesDep
 from bridge.errors import InvalidInput
 from bridge.settings import KNOWN_STATUSES
@@ -102,3 +104,40 @@ async def patch_settings(changes: RuntimeSettings, svc: ServicesDep) -> dict[str
     if changes.recvEventLog is not None:
         await svc.writer.put_setting("recv_event_log", changes.recvEventLog)
     return _runtime(svc)
+
+
+@router.get("/partners/{partner_id}/deliveries")
+async def partner_deliveries(partner_id: str, svc: ServicesDep, limit: int = 50) -> dict[str, Any]:
+    """The partner's most recent delivery attempts: what we sent and what the partner answered."""
+    svc.partners.get(partner_id)
+    outcomes = await asyncio.to_thread(readback.recent_outcomes, svc.settings, partner_id,
+                                       max(1, min(limit, 500)))
+    return {"partnerId": partner_id, "outcomes": outcomes}
+
+
+@router.get("/dlq")
+async def list_dead_letters(svc: ServicesDep, partner: str | None = None,
+                            since: float | None = None, limit: int = 100) -> dict[str, Any]:
+    """Dead letters, newest first (optionally one partner's, or since an epoch time)."""
+    letters = await asyncio.to_thread(readback.dead_letters, svc.settings, partner, since)
+    letters.reverse()
+    return {"count": len(letters), "deadLetters": letters[: max(1, min(limit, 1000))]}
+
+
+class Redrive(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    partner: str | None = None
+    since: float | None = None
+
+
+@router.post("/dlq/redrive")
+async def redrive_dead_letters(req: Redrive, svc: ServicesDep) -> dict[str, Any]:
+    """Re-enqueue matching dead letters with their original delivery ids."""
+    letters = await asyncio.to_thread(readback.dead_letters, svc.settings, req.partner, req.since)
+    return {"redriven": await readback.redrive(svc.settings, svc.producer, letters)}
+
+
+@router.get("/breakers")
+async def breakers(svc: ServicesDep) -> dict[str, Any]:
+    """Circuit breaker state per destination, as the delivery workers last reported it."""
+    return {"breakers": dict(svc.view.breakers)}
