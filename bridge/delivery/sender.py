@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from bridge import __version__
 from bridge.delivery import signing
@@ -86,7 +88,7 @@ def classify_exception(exc: httpx.HTTPError, latency_s: float) -> SendResult:
         while cause is not None and not isinstance(cause, ssl.SSLError):
             cause = cause.__cause__ or cause.__context__
         if isinstance(cause, ssl.SSLError):
-            return SendResult.retry("tls", f"TLS handshake failed: {cause.reason or cause}", latency_s)
+            return SendResult.retry("tls", f"TLS handshake failed: {cause}", latency_s)
         return SendResult.retry("connect_error", f"connection failed: {exc}", latency_s)
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         return SendResult.retry("connection_reset", f"connection broken: {exc}", latency_s)
@@ -136,9 +138,40 @@ class PartnerSender:
             return classify_exception(exc, time.perf_counter() - started)
 
 
-def build_clients(ca_bundle: str | None, limit: int = 512) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
-    """The pooled clients (keep-alive): TLS-verifying, and one for partners that turned it off."""
-    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+class DeliveryTransport(AiohttpTransport):
+    """httpx's API over aiohttp's client, which is several times faster on a small machine.
+
+    Measured here (bench/http_clients.py, 2 cores, local receiver, 532-byte JSON): at
+    concurrency 1/8/32, httpx's default transport did 1,159/1,269/407 POST/s, this transport
+    2,079/3,700/2,943, aiohttp's own client 3,540/10,911/10,543. httpx-aiohttp 0.2.0 maps every
+    aiohttp connection error to ``ConnectTimeout``; a refused connection is not a timeout, so the
+    classes httpx itself would raise are restored here, at the one boundary.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            cause = exc.__cause__
+            if cause is None or isinstance(cause, aiohttp.ServerTimeoutError):
+                raise
+            if isinstance(cause, aiohttp.ClientConnectorError):  # refused, DNS, TLS
+                raise httpx.ConnectError(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ServerDisconnectedError):
+                raise httpx.RemoteProtocolError(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ClientConnectionError):
+                raise httpx.ReadError(str(exc), request=request) from cause
+            raise
+
+
+def build_clients(ca_bundle: str | None, limit: int = 1024) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    """The pooled keep-alive clients: TLS-verifying, and one for partners that turned it off.
+
+    The connection limit is global; per-partner limits are the worker's in-flight slots.
+    """
+    limits = httpx.Limits(max_connections=limit, keepalive_expiry=30.0)
     verify: Any = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-    return (httpx.AsyncClient(limits=limits, verify=verify, follow_redirects=False),
-            httpx.AsyncClient(limits=limits, verify=False, follow_redirects=False))
+    return (httpx.AsyncClient(transport=DeliveryTransport(verify=verify, limits=limits),
+                              follow_redirects=False),
+            httpx.AsyncClient(transport=DeliveryTransport(verify=False, limits=limits),
+                              follow_redirects=False))

@@ -262,7 +262,14 @@ class DeliveryWorker:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Its offset stays unsettled, so the work is redone after a restart; say so loudly.
+            log.error("delivery task crashed; its record will be redelivered after a restart",
+                      exc_info=task.exception())
 
     def _slots(self, partner: Partner) -> PartnerSlots:
         limit = 1 if partner.delivery.ordered else partner.delivery.max_in_flight
@@ -304,10 +311,18 @@ class DeliveryWorker:
         finally:
             slots.waiting -= 1
         try:
-            result = await self._attempt(task, partner)
+            result = await self._attempt_safely(task, partner)
         finally:
             slots.sem.release()
         await self._finish(key, offset, task, result)
+
+    async def _attempt_safely(self, task: DeliveryTask, partner: Partner) -> SendResult:
+        """A bug in an attempt must not strand the task unsettled: it becomes a retriable failure."""
+        try:
+            return await self._attempt(task, partner)
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback, then retried
+            log.exception("delivery attempt for %s failed unexpectedly", task.delivery_id)
+            return SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}", 0.0)
 
     async def _ordered_loop(self, partner_id: str,
                             queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask]]) -> None:
@@ -320,7 +335,7 @@ class DeliveryWorker:
                     await self._finish(key, offset, task, SendResult.dead("partner_inactive", "partner inactive"),
                                        dead_reason="partner inactive")
                     break
-                result = await self._attempt(task, partner)
+                result = await self._attempt_safely(task, partner)
                 if result.kind == "delivered":
                     await self._finish(key, offset, task, result)
                     break
