@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import threading
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bridge.artemis_signing import signed_headers
+from bridge.delivery.records import decode_outcome
 from bridge.settings import Settings
 from bridge.simulate import FAMILY_TYPES, SendStats, Simulator, http_sender, run
 from bridge.topics import topic_table
@@ -80,24 +82,32 @@ class Receiver:
         return handle
 
 
-class RoutedCounter:
-    """Counts delivery tasks per partner from the deliveries topic (what routing produced)."""
+class LiveCounts:
+    """Counts, per partner, delivery tasks routed and delivery outcomes (from the topics)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.counts: Counter[str] = Counter()
+        self.routed: Counter[str] = Counter()
+        self.results: Counter[tuple[str, str]] = Counter()
         self._stop = threading.Event()
         table = topic_table(settings)
+        self._deliveries = table["deliveries"].name
         self._consumer = Consumer(settings.librdkafka(**{
-            "group.id": "demo-summary", "auto.offset.reset": "latest", "enable.auto.commit": False}))
-        self._consumer.subscribe([table["deliveries"].name])
-        self._thread = threading.Thread(target=self._run, daemon=True, name="demo-routed")
+            "group.id": f"demo-summary-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
+            "enable.auto.commit": False}))
+        self._consumer.subscribe([self._deliveries, table["outcomes"].name])
+        self._thread = threading.Thread(target=self._run, daemon=True, name="demo-counts")
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             msg = self._consumer.poll(0.3)
-            if msg is not None and msg.error() is None and msg.key():
-                self.counts[msg.key().decode()] += 1
+            if msg is None or msg.error() is not None or not msg.key():
+                continue
+            partner = msg.key().decode()
+            if msg.topic() == self._deliveries:
+                self.routed[partner] += 1
+            else:
+                self.results[(partner, decode_outcome(msg.value())["result"])] += 1
         self._consumer.close()
 
     def stop(self) -> None:
@@ -157,17 +167,20 @@ class Demo:
         if answer.json().get("code") != "0":
             raise RuntimeError(f"demo subscribe failed for {demo.name}: {answer.text}")
 
-    def _table(self, receiver: Receiver, routed: RoutedCounter, stats: SendStats) -> Table:
+    def _table(self, receiver: Receiver, counts: LiveCounts, stats: SendStats) -> Table:
         table = Table(title=f"event-bridge demo — platform sent {stats.events} events in "
-                            f"{stats.pushes} pushes ({stats.failed} failed)")
-        for column in ("partner", "endpoint", "tasks routed", "pushes received", "answered 5xx"):
+                            f"{stats.pushes} pushes ({stats.failed} failed)",
+                      caption="retries: failed attempts rescheduled on a retry tier; "
+                              "dead: gave up (bridge.deliveries.dlq, `event-bridge dlq list`)")
+        for column in ("partner", "endpoint", "routed", "received", "delivered", "retries", "dead"):
             table.add_column(column, justify="left" if column in ("partner", "endpoint") else "right")
         for demo in PARTNERS:
             pid = next((k for k, v in self.partner_ids.items() if v == demo.name), "")
             endpoint = "down (closed port)" if demo.down else (
                 f"fails {demo.failure_rate:.0%}" if demo.failure_rate else "healthy")
-            table.add_row(demo.name, endpoint, str(routed.counts[pid]), str(receiver.received[demo.name]),
-                          str(receiver.failed[demo.name]))
+            table.add_row(demo.name, endpoint, str(counts.routed[pid]), str(receiver.received[demo.name]),
+                          str(counts.results[(pid, "delivered")]), str(counts.results[(pid, "retry")]),
+                          str(counts.results[(pid, "dead")]))
         return table
 
     async def run(self) -> None:
@@ -175,7 +188,7 @@ class Demo:
         runner = web.AppRunner(receiver.app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        routed = RoutedCounter(self.settings)
+        counts = LiveCounts(self.settings)
         stats = SendStats()
         try:
             async with httpx.AsyncClient(timeout=15) as client:
@@ -186,12 +199,12 @@ class Demo:
                 simulator = Simulator(self.rate)
                 traffic = asyncio.create_task(run(
                     simulator, None, http_sender(client, self.base + self.settings.ingest_path), stats))
-                with Live(self._table(receiver, routed, stats), console=self.console,
+                with Live(self._table(receiver, counts, stats), console=self.console,
                           refresh_per_second=1) as live:
                     while not traffic.done():
-                        live.update(self._table(receiver, routed, stats))
+                        live.update(self._table(receiver, counts, stats))
                         await asyncio.sleep(1)
                     await traffic
         finally:
-            routed.stop()
+            counts.stop()
             await runner.cleanup()

@@ -48,25 +48,38 @@ class DevStack:
                 "secret_key": settings.secret_key or SecretStr(dev_secret_key(settings.cache_dir)),
                 # Local demo partners listen on loopback, which the URL policy refuses by default.
                 "dest_allow": settings.dest_allow or ["127.0.0.0/8"],
+                "worker_metrics_port": settings.worker_metrics_port,
             }
         )
         self.children: list[subprocess.Popen[bytes]] = []
         self._stopping = False
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], env=child_env(self.settings))
+    def _spawn(self, *args: str, log_to: Path | None = None) -> subprocess.Popen[bytes]:
+        out = open(log_to, "ab") if log_to else None  # noqa: SIM115 - lives as long as the child
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], env=child_env(self.settings),
+                                stdout=out, stderr=subprocess.STDOUT if out else None)
         self.children.append(proc)
         return proc
 
     def run(self, demo: bool = False) -> None:
+        if demo and "retry_schedule" not in self.settings.model_fields_set:
+            # A day-long schedule shows no dead letters in a demo; a short one does, within a minute.
+            self.settings = self.settings.model_copy(update={"retry_schedule": [1, 2, 4, 8]})
         with self.console.status(f"starting Kafka {self.broker.version} on {self.broker.bootstrap}…"):
             _, started_broker = self.broker.start()
         self.console.print(f"Kafka {self.broker.version} on {self.broker.bootstrap}"
                            f" ({'started' if started_broker else 'already running'})")
         try:
             ensure_topics(self.settings)
-            self._spawn("api")
-            self._spawn("worker", "-l", "warn")
+            # With --demo the screen is a live table; the processes' logs go to files.
+            logs = self.settings.cache_dir / "dev" if demo else None
+            if logs:
+                logs.mkdir(parents=True, exist_ok=True)
+            self._spawn("api", log_to=logs / "api.log" if logs else None)
+            self._spawn("worker", "-l", "warn", log_to=logs / "worker.log" if logs else None)
+            if logs:
+                self.console.print(f"logs: {logs / 'api.log'}, {logs / 'worker.log'} "
+                                   "(`send fail` lines are in the worker's)")
             base = f"http://{self.settings.http_host}:{self.settings.http_port}"
             assert self.settings.admin_token is not None
             self.console.print(

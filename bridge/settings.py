@@ -99,8 +99,9 @@ class Settings(BaseSettings):
     retry_jitter: float = Field(default=0.2, ge=0, le=1)
     #: Least wait after a 429/503, whatever its Retry-After says, in seconds.
     retry_after_floor_s: float = Field(default=5.0, ge=0)
-    #: Consecutive failures that open a destination's circuit breaker.
-    breaker_failures: int = Field(default=5, ge=1)
+    #: Consecutive failures that open a destination's circuit breaker (high enough that an endpoint
+    #: failing half the time keeps getting traffic; a dead one trips it quickly under load).
+    breaker_failures: int = Field(default=20, ge=1)
     #: How long an open breaker waits before letting one probe through, in seconds.
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
     #: CA bundle for https destinations (default: certifi's).

@@ -11,10 +11,12 @@ State = Literal["closed", "open", "half_open"]
 
 
 def destination_of(url: str) -> str:
-    """Breakers are per endpoint origin (scheme://host:port): one dead host trips one breaker."""
+    """Breakers are per endpoint, ``scheme://host:port/path`` (the query is left out: it may carry
+    a token). Not per host: partners often share one host behind a gateway, and one partner's
+    failing path must not cut off its neighbours (B7)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
 
 
 @dataclass

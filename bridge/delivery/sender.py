@@ -60,7 +60,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also takes "²"
         return float(value)
     try:
         moment = email.utils.parsedate_to_datetime(value)
@@ -128,10 +128,13 @@ class PartnerSender:
             async with client.stream("POST", push.url, content=push.content, headers=push.headers,
                                      timeout=push.timeout_s) as response:
                 read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read >= MAX_RESPONSE_BYTES:
-                        break
+                try:
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read >= MAX_RESPONSE_BYTES:
+                            break
+                except httpx.StreamConsumed:  # a transport that already loaded the body
+                    pass
                 return classify_response(response.status_code, response.headers.get("retry-after"),
                                          time.perf_counter() - started)
         except httpx.HTTPError as exc:

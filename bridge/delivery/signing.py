@@ -3,6 +3,10 @@
 ``webhook-signature`` is a space-separated list of ``v1,<base64 HMAC-SHA256>`` over
 ``{id}.{timestamp}.{body}``; during a secret rotation both the new and the old secret sign, so a
 receiver that knows either verifies.
+
+The HMAC key is the partner's appSecret (UTF-8). The official Standard Webhooks libraries take a
+``whsec_``-prefixed base64 secret and decode it to the key, so a partner configures them with
+:func:`webhook_secret` of its appSecret.
 """
 
 from __future__ import annotations
@@ -11,6 +15,11 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
+
+
+def webhook_secret(app_secret: str) -> str:
+    """The secret to give a Standard Webhooks library: ``whsec_`` + base64(appSecret)."""
+    return "whsec_" + base64.b64encode(app_secret.encode()).decode()
 
 
 def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

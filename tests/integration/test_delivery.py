@@ -185,7 +185,7 @@ def test_breaker_state_visible(kafka_settings: Settings, fake_partner: FakePartn
             state = stack.http.get("/admin/v1/breakers", headers=ADMIN).json()["breakers"]
             time.sleep(0.5)
         [(dest, info)] = state.items()
-        assert dest == f"http://127.0.0.1:{fake_partner.port}" and info["state"] == "open"  # type: ignore[index]
+        assert dest == f"http://127.0.0.1:{fake_partner.port}/status/500/brk" and info["state"] == "open"  # type: ignore[index]
         records = outcomes(settings, until=lambda rs: any(r["error"] == "breaker_open" for r in rs))
         assert any(r["error"] == "breaker_open" and r["status_code"] is None for r in records)
         # While open, attempts do not reach the partner: far fewer requests than outcomes.
