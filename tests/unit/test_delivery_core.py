@@ -52,6 +52,7 @@ from bridge.delivery.sender import (
     classify_response,
     prepare,
 )
+from bridge.delivery import signing
 from bridge.delivery.signing import sign_headers, signature, verify
 from bridge.events import DeliveryTask
 from bridge.urlpolicy import UrlPolicy
