@@ -193,8 +193,10 @@ def _httpx_limits(concurrency: int) -> httpx.Limits:
     return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
 
-async def _open_client(kind: str, concurrency: int) -> tuple[PostFn, Callable[[], Awaitable[None]]]:
-    """Return ``(post(url) -> status, aclose())`` for one client kind."""
+async def _open_client(kind: str, concurrency: int, body: bytes | None = None
+                       ) -> tuple[PostFn, Callable[[], Awaitable[None]]]:
+    """Return ``(post(url) -> status, aclose())`` for one client kind (posting ``body``, default BODY)."""
+    payload = BODY if body is None else body
     if kind == "aiohttp":
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency),
@@ -202,7 +204,7 @@ async def _open_client(kind: str, concurrency: int) -> tuple[PostFn, Callable[[]
         )
 
         async def post_aiohttp(url: str) -> int:
-            async with session.post(url, data=BODY, headers=HEADERS) as resp:
+            async with session.post(url, data=payload, headers=HEADERS) as resp:
                 await resp.read()
                 return resp.status
 
@@ -220,7 +222,7 @@ async def _open_client(kind: str, concurrency: int) -> tuple[PostFn, Callable[[]
         raise ValueError(f"unknown client {kind!r}; choose from {', '.join(CLIENTS)}")
 
     async def post_httpx(url: str) -> int:
-        resp = await client.post(url, content=BODY, headers=HEADERS)  # reads the body
+        resp = await client.post(url, content=payload, headers=HEADERS)  # reads the body
         return resp.status_code
 
     return post_httpx, client.aclose
@@ -278,8 +280,9 @@ async def _run_once(
     warmup: int,
     max_seconds: float,
     server_pid: int | None,
+    body: bytes | None = None,
 ) -> dict[str, Any]:
-    post, aclose = await _open_client(kind, concurrency)
+    post, aclose = await _open_client(kind, concurrency, body)
     try:
         await _drive(post, url, warmup, concurrency, time.perf_counter() + max_seconds)
         srv0 = _proc_cpu_seconds(server_pid) if server_pid else None
@@ -326,11 +329,15 @@ def measure(
     budget_seconds: float | None = DEFAULT_BUDGET_SECONDS,
     base_url: str | None = None,
     progress: Callable[[str], None] | None = None,
+    body: bytes | None = None,
+    path: str = "/notify",
+    server_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     """Measure every (client, concurrency) cell ``repeats`` times, interleaved.
 
-    Starts its own receiver process unless ``base_url`` is given (then server CPU is not
-    measured). Returns one dict per cell, in (concurrency, client) order::
+    Starts its own receiver process unless ``base_url`` is given (then server CPU is measured
+    only when ``server_pid`` names the receiver's process). ``body`` (default :data:`BODY`) is
+    POSTed to ``base_url + path`` (default ``/notify``). Returns one dict per cell, in (concurrency, client) order::
 
         {"client", "concurrency", "rps_best", "rps_median", "p50_ms", "p99_ms",
          "p50_ms_best_run", "p99_ms_best_run", "client_cpu_pct", "server_cpu_pct",
@@ -343,10 +350,9 @@ def measure(
         if kind not in CLIENTS:
             raise ValueError(f"unknown client {kind!r}; choose from {', '.join(CLIENTS)}")
     with contextlib.ExitStack() as stack:
-        server_pid: int | None = None
         if base_url is None:
             base_url, server_pid = stack.enter_context(receiver())
-        url = base_url.rstrip("/") + "/notify"
+        url = base_url.rstrip("/") + path
         cells = [(c, k) for c in concurrency for k in clients]
         runs: dict[tuple[int, str], list[dict[str, Any]]] = {cell: [] for cell in cells}
         skipped: dict[tuple[int, str], int] = {cell: 0 for cell in cells}
@@ -357,7 +363,7 @@ def measure(
                     skipped[(conc, kind)] += 1
                     continue
                 result = asyncio.run(
-                    _run_once(kind, url, conc, requests, warmup, max_seconds_per_run, server_pid)
+                    _run_once(kind, url, conc, requests, warmup, max_seconds_per_run, server_pid, body)
                 )
                 result["repeat"] = rep + 1
                 runs[(conc, kind)].append(result)

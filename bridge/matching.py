@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from bridge.events import EventRecord
+from bridge.events import DeliveryTask, EventRecord, delivery_id
+from bridge.notify import build_push
 from bridge.registry import Partner, Subscription
 
 
@@ -59,3 +60,27 @@ def matching(record: EventRecord, subs: Collection[Subscription], partners: Mapp
     """The subscriptions (one per partner and type) that receive ``record``."""
     return [s for s in subs
             if mismatch(record, s, partners.get(s.partner_id), global_statuses) is None]
+
+
+def push_body(record: EventRecord) -> dict[str, object]:
+    """The ``OnEventNotify`` message carrying this one event, as the platform sent it."""
+    return build_push(record.ability, record.send_time, [record.raw], record.params_extra)
+
+
+def route(record: EventRecord, subs: Collection[Subscription], partners: Mapping[str, Partner],
+          global_statuses: Collection[int], now: float) -> list[DeliveryTask]:
+    """One task per matching subscription."""
+    return [
+        DeliveryTask(
+            delivery_id=delivery_id(sub.partner_id, sub.event_dest, record),
+            partner_id=sub.partner_id,
+            event_dest=sub.event_dest,
+            event_ids=(record.event_id,),
+            event_type=record.event_type,
+            status=record.status,
+            body=push_body(record),
+            created_at=now,
+            ingest_ts=record.ingest_ts,
+        )
+        for sub in matching(record, subs, partners, global_statuses)
+    ]

@@ -10,43 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Mapping
 
 import faust
 
 from bridge.errors import TopicError
-from bridge.events import DeliveryTask, EventRecord, delivery_id
-from bridge.matching import matching
-from bridge.notify import build_push
-from bridge.registry import Partner, RegistryView, Subscription
+from bridge.events import EventRecord
+from bridge.matching import route
+from bridge.registry import RegistryView
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.routing")
-
-
-def push_body(record: EventRecord) -> dict[str, object]:
-    """The ``OnEventNotify`` message carrying this one event, as the platform sent it."""
-    return build_push(record.ability, record.send_time, [record.raw], record.params_extra)
-
-
-def route(record: EventRecord, subs: Collection[Subscription], partners: Mapping[str, Partner],
-          global_statuses: Collection[int], now: float) -> list[DeliveryTask]:
-    """One task per matching subscription."""
-    return [
-        DeliveryTask(
-            delivery_id=delivery_id(sub.partner_id, sub.event_dest, record),
-            partner_id=sub.partner_id,
-            event_dest=sub.event_dest,
-            event_ids=(record.event_id,),
-            event_type=record.event_type,
-            status=record.status,
-            body=push_body(record),
-            created_at=now,
-            ingest_ts=record.ingest_ts,
-        )
-        for sub in matching(record, subs, partners, global_statuses)
-    ]
 
 
 def check_registry_partitions(settings: Settings) -> None:
@@ -55,7 +29,7 @@ def check_registry_partitions(settings: Settings) -> None:
 
     table = topic_table(settings)
     metadata = admin_client(settings).list_topics(timeout=10)
-    for logical in ("partners", "subscriptions", "config"):
+    for logical in ("partners", "subscriptions", "config", "delivery.state"):
         name = table[logical].name
         if name not in metadata.topics:
             raise TopicError(f"{name} is missing: run `event-bridge topics create`")

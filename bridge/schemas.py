@@ -19,7 +19,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 SCHEMA_HEADER = "bridge-schema"
 
 
-def _schema_dir() -> Path:
+def schema_dir() -> Path:
     # Installed wheels carry the schemas as package data; a source checkout has them at the top.
     packaged = Path(str(resources.files("bridge") / "resources" / "schemas"))
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "schemas"
@@ -28,7 +28,7 @@ def _schema_dir() -> Path:
 @lru_cache(maxsize=None)
 def load(name: str) -> Any:
     """The parsed schema ``schemas/<name>.avsc``."""
-    return fastavro.parse_schema(json.loads((_schema_dir() / f"{name}.avsc").read_text()))
+    return fastavro.parse_schema(json.loads((schema_dir() / f"{name}.avsc").read_text()))
 
 
 @lru_cache(maxsize=None)

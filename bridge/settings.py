@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     secret_grace_hours: float = Field(default=24.0, ge=0)
     #: Accepted distance of ``x-ca-timestamp`` from the server clock, in seconds.
     signature_window_s: int = Field(default=900, ge=1)
+    #: Confluent Schema Registry for the analytics feed (Confluent wire format); unset: schemaless
+    #: Avro with the schema fingerprint in the ``bridge-schema`` header.
+    schema_registry_url: str | None = None
+
     # --- Delivery ------------------------------------------------------------------------------
     #: Seconds before each retry; its length is the number of retry tiers (one topic each).
     retry_schedule: Annotated[list[float], NoDecode] = Field(

@@ -13,7 +13,7 @@ from prometheus_client import make_asgi_app
 from bridge import __version__
 from bridge.api.limits import BodyLimit
 from bridge.api.problems import install_error_handlers
-from bridge.api.routes import admin, artemis, health, ingest
+from bridge.api.routes import admin, artemis, health, ingest, replays
 from bridge.artemis_signing import NonceCache
 from bridge.ingest import Ingest
 from bridge.kafka import AsyncProducer
@@ -64,6 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            for _, task, cancel in getattr(app.state, "replays", {}).values():
+                cancel[0] = True
+                task.cancel()
             view.stop()
             producer.close()
 
@@ -75,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(artemis.router)
     app.include_router(admin.router)
+    app.include_router(replays.router)
     app.include_router(ingest.build_router(settings))
     app.mount("/metrics", make_asgi_app())
     return app

@@ -27,7 +27,7 @@ from bridge.ingest import to_records
 from bridge.matching import effective_statuses, matching, mismatch
 from bridge.notify import parse_notify
 from bridge.registry import DeliveryPrefs, Partner, Subscription
-from bridge.routing import push_body, route
+from bridge.matching import push_body, route
 from bridge.settings import Settings
 from bridge.subscriptions import DEFAULT_LEVELS, parse_subscribe, subscriptions_for
 

@@ -1,0 +1,115 @@
+"""The analytics feed: every ingested event, Avro-encoded, on ``bridge.analytics.events``.
+
+``bridge.events`` keeps the platform's JSON losslessly for partners; analytics pipelines want typed
+records. The envelope fields are typed (``schemas/platform_event.avsc``); the type-specific
+``data`` and any other fields are JSON strings, so no field is lost and the schema stays stable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import timezone
+from typing import Any
+
+import faust
+
+from bridge import schemas
+from bridge.events import EventRecord
+from bridge.notify import parse_time
+from bridge.settings import Settings
+from bridge.topics import topic_table
+
+log = logging.getLogger("bridge.analytics")
+EVENT_SCHEMA = "platform_event"
+_TYPED = {"eventId", "eventType", "status", "eventLvl", "srcIndex", "srcType", "srcName",
+          "srcParentIndex", "srcParentIdex", "happenTime", "data"}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _happen_ms(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = parse_time(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:  # no zone: we cannot place it on the UTC axis honestly
+        return None
+    return int(moment.astimezone(timezone.utc).timestamp() * 1000)
+
+
+def to_analytics(record: EventRecord) -> dict[str, Any]:
+    """The Avro record (as a dict) for one ingested event."""
+    raw = record.raw
+    parent = raw.get("srcParentIndex", raw.get("srcParentIdex"))
+    return {
+        "event_id": record.event_id,
+        "event_type": record.event_type,
+        "status": record.status,
+        "event_lvl": record.event_lvl,
+        "linkage": record.linkage,
+        "ability": record.ability,
+        "src_index": record.src_index,
+        "src_type": _str_or_none(raw.get("srcType")),
+        "src_name": _str_or_none(raw.get("srcName")),
+        "src_parent_index": _str_or_none(parent),
+        "happen_time": _str_or_none(raw.get("happenTime")),
+        "happen_time_ms": _happen_ms(raw.get("happenTime")),
+        "send_time": record.send_time,
+        "ingested_at": int(record.ingest_ts * 1000),
+        "data_json": None if raw.get("data") is None else json.dumps(raw["data"], ensure_ascii=False),
+        "extra_json": json.dumps({k: v for k, v in raw.items() if k not in _TYPED}, ensure_ascii=False),
+    }
+
+
+Encoder = Callable[[dict[str, Any]], tuple[bytes, list[tuple[str, bytes]]]]
+
+
+def encoder(settings: Settings, topic: str) -> Encoder:
+    """Schemaless Avro + fingerprint header, or the Confluent wire format with a registry."""
+    if settings.schema_registry_url:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        client = SchemaRegistryClient({"url": settings.schema_registry_url})
+        schema_text = (schemas.schema_dir() / f"{EVENT_SCHEMA}.avsc").read_text()
+        serializer = AvroSerializer(client, schema_text)
+        context = SerializationContext(topic, MessageField.VALUE)
+
+        def confluent(record: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+            return serializer(record, context), []
+
+        return confluent
+
+    header = [(schemas.SCHEMA_HEADER, schemas.schema_fingerprint(EVENT_SCHEMA).encode())]
+
+    def schemaless(record: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+        return schemas.encode(EVENT_SCHEMA, record), header
+
+    return schemaless
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    """The analytics agent: bridge.events → bridge.analytics.events (Avro)."""
+    table = topic_table(settings)
+    events = app.topic(table["events"].name, key_serializer="raw", value_serializer="raw")
+    feed = app.topic(table["analytics.events"].name, key_serializer="raw", value_serializer="raw")
+    encode = encoder(settings, feed.get_topic_name())
+
+    @app.agent(events, name="analytics")
+    async def to_feed(stream: faust.StreamT[bytes]) -> None:
+        async for key, value in stream.items():
+            try:
+                record = EventRecord.decode(value)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("unreadable record on %s: %s", table["events"].name, exc)
+                continue
+            data, headers = encode(to_analytics(record))
+            future = await feed.send(key=key, value=data, headers=headers)
+            await future
