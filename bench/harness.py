@@ -299,9 +299,9 @@ class Receiver:
         return int(self._get("/_bench/count", prefix=prefix)["received"])
 
     def stats(self, prefix: str, split: Sequence[str] = (), expect: int | None = None,
-              partners: int | None = None, quantiles: int = 0) -> dict[str, Any]:
+              partners: int | None = None, quantiles: int = 0, series: int = 0) -> dict[str, Any]:
         return self._get("/_bench/stats", prefix=prefix, split=",".join(split), expect=expect,
-                         partners=partners, quantiles=quantiles or None)
+                         partners=partners, quantiles=quantiles or None, series=series or None)
 
     def reset(self, prefix: str) -> None:
         import urllib.request
@@ -490,12 +490,14 @@ class BridgeStack:
             await asyncio.gather(*(one(i, n, d) for i, (n, d) in enumerate(dests)))
         return [r for r in refs if r is not None]
 
-    def seed_registry(self, partners: int, subscriptions: Callable[[int], Sequence[tuple[int, str]]]) -> float:
+    def seed_registry(self, partners: int, subscriptions: Callable[[int], Sequence[tuple[int, str]]],
+                      secret: str | None = None) -> float:
         """Write ``partners`` partners and their subscriptions straight to the registry topics.
 
         For registries too big to build through the API within the time budget (10,000 partners).
         The records are exactly what the API writes (``registry.encode_partner`` /
-        ``encode_subscription``); every partner shares one encrypted secret. Returns seconds taken.
+        ``encode_subscription``); every partner shares one encrypted secret (``secret``), partner
+        ``i`` has appKey ``20000000 + i``. Returns seconds taken.
         """
         from confluent_kafka import Producer
 
@@ -506,7 +508,7 @@ class BridgeStack:
         t0 = time.perf_counter()
         table = topic_table(self.settings)
         assert self.settings.secret_key is not None
-        token = SecretBox(self.settings.secret_key.get_secret_value()).seal(new_app_secret())
+        token = SecretBox(self.settings.secret_key.get_secret_value()).seal(secret or new_app_secret())
         producer = Producer(self.settings.librdkafka(**{"linger.ms": 20, "acks": "all",
                                                          "enable.idempotence": True}))
         now = time.time()
@@ -583,6 +585,8 @@ def _produce(producer: Any, topic: str, key: bytes, value: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 
 TS_PLACEHOLDER = b'"benchTs":0.0'
+#: A valid push without events: what the raw producers send first, to warm up.
+EMPTY_PUSH = b'{"method":"OnEventNotify","params":{"ability":"event_acs","events":[]}}'
 #: Event types of the simulator's access-control family, which every benchmark partner takes.
 ACS_TYPES = (196883, 196893, 198914)
 #: The type of the warm-up event (a video type no scenario's partners take).
@@ -726,6 +730,9 @@ def produce_raw(bootstrap: str, topic: str, pushes: Sequence[Push], rate: float 
     if bridge_like:
         conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
     producer = Producer(conf)
+    # Not timed: metadata and the idempotent producer id (the first produce waits for them).
+    _produce(producer, topic, None, EMPTY_PUSH)  # type: ignore[arg-type]
+    producer.flush(30)
     start = time.perf_counter()
     sent_events = 0
     for push in pushes:
@@ -760,14 +767,15 @@ class NaiveProc:
 
     def __init__(self, bootstrap: str, topic: str, subs: dict[int, list[str]], logs: Path,
                  watch: ProcWatch, expect_events: int, max_seconds: float, name: str = "naive",
-                 group: str | None = None, idle_exit_s: float = 10.0) -> None:
+                 group: str | None = None, idle_exit_s: float = 10.0, timeout_s: float = 5.0) -> None:
         self.stats_file = logs / f"{name}-{uuid.uuid4().hex[:6]}.json"
         subs_file = logs / f"{name}-subs-{uuid.uuid4().hex[:6]}.json"
         subs_file.write_text(json.dumps({str(k): v for k, v in subs.items()}))
         self.proc = spawn([sys.executable, "-m", "bench.naive", "--bootstrap", bootstrap, "--topic", topic,
                            "--group", group or f"naive-{uuid.uuid4().hex[:8]}", "--subs", str(subs_file),
                            "--expect-events", str(expect_events), "--max-seconds", str(max_seconds),
-                           "--idle-exit", str(idle_exit_s), "--stats", str(self.stats_file)],
+                           "--idle-exit", str(idle_exit_s), "--stats", str(self.stats_file),
+                           "--timeout", str(timeout_s)],
                           logs / f"{name}.log")
         self.watch = watch
         watch.add("naive bridge", self.proc.pid)

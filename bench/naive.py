@@ -1,7 +1,7 @@
 """The naive bridge an integrator writes by hand: the baseline (b) of every benchmark scenario.
 
 One Kafka consumer; for each event, for each subscribed partner, ``await client.post(...)``.
-Nothing else: httpx with its defaults (5 s timeout), the consumer's defaults (auto-commit every
+Nothing else: httpx with its defaults (5 s timeout; ``--timeout`` changes it), the consumer's defaults (auto-commit every
 5 s), no retries, no per-partner isolation. It reads platform pushes (the ``OnEventNotify`` JSON
 as received) from a topic and re-sends each event as its own push, as the bridge does::
 
@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     last_message = start
     seen_any = False
     try:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=args.timeout) as client:
             while time.monotonic() - start < args.max_seconds and stats["events"] < args.expect_events:
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--idle-exit", type=float, default=10.0)
     parser.add_argument("--stats", help="write the counts here as JSON")
+    parser.add_argument("--timeout", type=float, default=5.0, help="httpx timeout (default: httpx's 5 s)")
     args = parser.parse_args(argv)
     stats = asyncio.run(run(args))
     if args.stats:

@@ -47,6 +47,8 @@ class Bucket:
     seen: bytearray = field(default_factory=bytearray)
     dups: int = 0
     latencies: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
+    #: Arrival time of each latency sample (same order).
+    arrivals: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
     first: float = 0.0
     last: float = 0.0
     no_seq: int = 0
@@ -79,9 +81,10 @@ class Recorder:
         t = _TS.search(body)
         if t is not None:
             bucket.latencies.append(now - float(t.group(1)))
+            bucket.arrivals.append(now)
 
     def stats(self, prefix: str, split: list[str], expect: int | None, partners: int | None,
-              quantiles: int) -> dict[str, Any]:
+              quantiles: int, series: int = 0) -> dict[str, Any]:
         groups: dict[str, list[Bucket]] = {"all": []}
         names: dict[str, list[str]] = {"all": []}
         for s in split:
@@ -97,8 +100,11 @@ class Recorder:
                 if rest.startswith(s):
                     groups[s].append(bucket)
                     names[s].append(rest)
-        return {g: _summary(b, expect, partners if g == "all" else None, quantiles)
-                for g, b in groups.items()}
+        out = {g: _summary(b, expect, partners if g == "all" else None, quantiles)
+               for g, b in groups.items()}
+        if series:
+            out["all"]["series"] = _series(groups["all"], series)
+        return out
 
 
 def _pct(sorted_values: list[float], pct: float) -> float | None:
@@ -143,6 +149,22 @@ def _summary(buckets: list[Bucket], expect: int | None, partners: int | None,
     return out
 
 
+def _series(buckets: list[Bucket], points: int) -> list[list[float]]:
+    """Up to ``points`` [arrival time, latency ms] pairs per time slice (the slice's max), in time order."""
+    pairs = sorted((a, lat) for b in buckets for a, lat in zip(b.arrivals, b.latencies))
+    if not pairs:
+        return []
+    t0, t1 = pairs[0][0], pairs[-1][0]
+    width = max((t1 - t0) / points, 1e-6)
+    slices: dict[int, list[float]] = {}
+    for a, lat in pairs:
+        i = int((a - t0) / width)
+        cur = slices.get(i)
+        if cur is None or lat > cur[1]:
+            slices[i] = [round(a, 3), lat]
+    return [[a, round(lat * 1e3, 2)] for a, lat in (slices[i] for i in sorted(slices))]
+
+
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1e3, 3)
 
@@ -170,7 +192,7 @@ def build_app(recorder: Recorder) -> web.Application:
         expect = int(q["expect"]) if q.get("expect") else None
         partners = int(q["partners"]) if q.get("partners") else None
         result = recorder.stats(q.get("prefix", ""), split, expect, partners,
-                                int(q.get("quantiles", "0")))
+                                int(q.get("quantiles", "0")), int(q.get("series", "0")))
         return web.json_response(result)
 
     async def count(request: web.Request) -> web.Response:

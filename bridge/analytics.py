@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from bridge import schemas
-from bridge.events import EventRecord
+from bridge.events import TICK_KEY, EventRecord
 from bridge.notify import parse_time
 from bridge.settings import Settings
 from bridge.topics import topic_table
@@ -105,6 +105,8 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(events, name="analytics")
     async def to_feed(stream: faust.StreamT[bytes]) -> None:
         async for key, value in stream.items():
+            if key == TICK_KEY:
+                continue
             try:
                 record = EventRecord.decode(value)
             except (ValueError, TypeError, KeyError) as exc:

@@ -15,6 +15,11 @@ from typing import Any, Literal
 
 Trigger = Literal["live", "retry", "replay", "redrive"]
 
+#: Key of the control records a worker writes to its own ``bridge.events`` partitions so that held
+#: events and state TTLs are handled by that partition's agent (the only place its table
+#: partition may be written). Every reader of ``bridge.events`` skips them.
+TICK_KEY = b"__bridge_tick__"
+
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

@@ -25,9 +25,12 @@ from bridge.registry import Partner, Subscription
 
 
 def effective_statuses(partner: Partner, global_statuses: Collection[int]) -> Collection[int]:
-    if partner.delivery.push_statuses is not None:
-        return partner.delivery.push_statuses
-    return global_statuses
+    statuses = (partner.delivery.push_statuses if partner.delivery.push_statuses is not None
+                else global_statuses)
+    if partner.delivery.linkage_mode == "merged" and 4 not in statuses:
+        # Merged mode exists to deliver linkage results: the update is needed to merge it.
+        return (*statuses, 4)
+    return statuses
 
 
 def mismatch(record: EventRecord, sub: Subscription, partner: Partner | None,

@@ -85,6 +85,8 @@ _PREF_FIELDS = {
     "maxInFlight": ("max_in_flight", int),
     "pushStatuses": ("push_statuses", (list, type(None))),
     "linkageMode": ("linkage_mode", str),
+    "mergeWaitS": ("merge_wait_s", (int, float)),
+    "pictureMode": ("picture_mode", str),
     "signing": ("signing", bool),
     "ordered": ("ordered", bool),
     "verifyTls": ("verify_tls", bool),
@@ -110,6 +112,10 @@ def delivery_prefs(base: DeliveryPrefs, changes: dict[str, Any]) -> DeliveryPref
         updates["push_statuses"] = tuple(sorted(set(statuses)))
     if updates.get("linkage_mode", "separate") not in ("separate", "merged"):
         raise InvalidInput("delivery.linkageMode is 'separate' or 'merged'", "delivery.linkageMode")
+    if updates.get("picture_mode", "passthrough") not in ("passthrough", "attach"):
+        raise InvalidInput("delivery.pictureMode is 'passthrough' or 'attach'", "delivery.pictureMode")
+    if not 0 < float(updates.get("merge_wait_s", 1)) <= 3600:
+        raise InvalidInput("delivery.mergeWaitS must be in (0, 3600]", "delivery.mergeWaitS")
     if not 0 < float(updates.get("timeout_s", 1)) <= 120:
         raise InvalidInput("delivery.timeoutS must be in (0, 120]", "delivery.timeoutS")
     if not 1 <= int(updates.get("max_in_flight", 1)) <= 1000:

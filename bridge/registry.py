@@ -33,6 +33,7 @@ from bridge.topics import topic_table
 
 PartnerState = Literal["active", "disabled"]
 LinkageMode = Literal["separate", "merged"]
+PictureMode = Literal["passthrough", "attach"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class DeliveryPrefs:
     #: Statuses pushed to this partner; ``None`` follows the global setting.
     push_statuses: tuple[int, ...] | None = None
     linkage_mode: LinkageMode = "separate"
+    #: Merged mode: how long a linkage status 0 waits for its status-4 update, in seconds.
+    merge_wait_s: float = 10.0
+    #: ``attach``: a status-5 picture is pushed as an update of the original event.
+    picture_mode: PictureMode = "passthrough"
     #: Standard Webhooks signatures on pushes (off: receivers see exactly the platform's push).
     signing: bool = False
     #: One push in flight at a time, in order.

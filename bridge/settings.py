@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     #: Avro with the schema fingerprint in the ``bridge-schema`` header.
     schema_registry_url: str | None = None
 
+    # --- Correlation ---------------------------------------------------------------------------
+    #: How long the state of one eventId is kept after its last report, in hours.
+    correlation_ttl_hours: float = Field(default=24.0, gt=0)
+    #: Most eventIds a worker keeps state for; the oldest are released beyond it.
+    correlation_max_entries: int = Field(default=100_000, ge=10)
+    #: How often held events and TTLs are checked, in seconds.
+    correlation_tick_s: float = Field(default=1.0, gt=0)
+
     # --- Delivery ------------------------------------------------------------------------------
     #: Seconds before each retry; its length is the number of retry tiers (one topic each).
     retry_schedule: Annotated[list[float], NoDecode] = Field(

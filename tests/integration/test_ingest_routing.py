@@ -169,7 +169,10 @@ def test_payloads_routed_to_the_right_partners(stack_settings: Settings, http: T
         assert http.patch("/admin/v1/settings", headers=admin_headers(),
                           json={"pushStatuses": [0, 1, 2, 4]}).status_code == 200
         before = len(got)
-        http.post("/eventRcv", json=payload(names["linkage4"]))
+        # A new update (an identical re-send of the earlier one would be dropped as a duplicate).
+        update = payload(names["linkage4"])
+        update["params"]["events"][0]["eventId"] = "linkage-after-faq5"
+        http.post("/eventRcv", json=update)
         after = reader.wait(before + 1)
         assert any(t["status"] == 4 and t["partner_id"] == partners["everything"] for t in after[before:])
     finally:

@@ -1,0 +1,1 @@
+"""One module per benchmark scenario (see bench/__main__.py)."""
