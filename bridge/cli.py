@@ -259,6 +259,39 @@ def partner_enable(partner_id: str) -> None:
     console.print(_partner_table([_with_partners(action)]))
 
 
+@partner_app.command("set")
+def partner_set(
+    partner_id: str,
+    push_statuses: Annotated[str | None, typer.Option(help="e.g. 0,1,2,4 or 'global'.")] = None,
+    linkage_mode: Annotated[str | None, typer.Option(help="separate or merged.")] = None,
+    merge_wait: Annotated[float | None, typer.Option(help="Merged mode: seconds to wait for status 4.")] = None,
+    picture_mode: Annotated[str | None, typer.Option(help="passthrough or attach.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Push timeout, seconds.")] = None,
+    max_in_flight: Annotated[int | None, typer.Option(help="Pushes in flight at once.")] = None,
+    ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
+    signing: Annotated[bool | None, typer.Option("--signing/--no-signing")] = None,
+) -> None:
+    """Change a partner's delivery and correlation settings; they apply without re-subscription."""
+    changes: dict[str, Any] = {}
+    if push_statuses is not None:
+        changes["pushStatuses"] = (None if push_statuses == "global"
+                                   else [int(v) for v in push_statuses.split(",") if v.strip()])
+    for key, value in (("linkageMode", linkage_mode), ("mergeWaitS", merge_wait),
+                       ("pictureMode", picture_mode), ("timeoutS", timeout),
+                       ("maxInFlight", max_in_flight), ("ordered", ordered), ("signing", signing)):
+        if value is not None:
+            changes[key] = value
+
+    async def action(svc: Any) -> Any:
+        return await svc.update(partner_id, {"delivery": changes})
+
+    partner = _with_partners(action)
+    table = Table("delivery setting", "value")
+    for key, value in partner.public()["delivery"].items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
 @partner_app.command("rotate-secret")
 def partner_rotate_secret(partner_id: str) -> None:
     """A new appSecret; the old one stays valid for BRIDGE_SECRET_GRACE_HOURS."""

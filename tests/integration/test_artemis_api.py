@@ -147,6 +147,23 @@ def test_cli_partner_subscribes_views_unsubscribes(api_settings: Settings, http:
                             text=True, env={**child_env(api_settings), "COLUMNS": "200"}, timeout=120)
     assert partner_id in listed.stdout and "cli-partner" in listed.stdout
 
+    changed = subprocess.run(
+        [sys.executable, "-m", "bridge", "partner", "set", partner_id, "--linkage-mode", "merged",
+         "--picture-mode", "attach", "--push-statuses", "0,1,2,5"],
+        capture_output=True, text=True, env={**child_env(api_settings), "COLUMNS": "200"}, timeout=120)
+    assert changed.returncode == 0, changed.stderr
+    # The CLI wrote to Kafka; this API instance sees it when its view applies the record.
+    for _ in range(50):
+        shown = http.get(f"/admin/v1/partners/{partner_id}",
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["delivery"]
+        if shown["linkageMode"] == "merged":
+            break
+        time.sleep(0.1)
+    assert (shown["linkageMode"], shown["pictureMode"], shown["pushStatuses"]) == ("merged", "attach", [0, 1, 2, 5])
+    bad = subprocess.run([sys.executable, "-m", "bridge", "partner", "set", partner_id, "--linkage-mode", "x"],
+                         capture_output=True, text=True, env=child_env(api_settings), timeout=120)
+    assert bad.returncode == 1 and "linkageMode" in bad.stderr
+
 
 def test_two_partners_stay_isolated(http: TestClient, api_settings: Settings) -> None:
     a = make_partner(http, name="a")
