@@ -394,6 +394,39 @@ def dlq_redrive(partner: PartnerOpt = None, since: SinceOpt = None) -> None:
     console.print(f"re-enqueued {count} dead letters")
 
 
+# --- doctor ---------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(partner_id: str) -> None:
+    """The platform FAQ as a check list for one partner: what would stop its events, and where."""
+    import asyncio
+
+    from bridge import doctor as doc
+    from bridge.registry import RegistryView
+
+    settings = get_settings()
+
+    async def main() -> list[Any]:
+        view = RegistryView(settings)
+        try:
+            await asyncio.to_thread(view.start, 20.0)
+            return await doc.diagnose(settings, view, partner_id)
+        finally:
+            view.stop()
+
+    try:
+        checks = asyncio.run(main())
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    table = Table("", "question", "answer", title=f"doctor {partner_id}", show_lines=True)
+    for check in checks:
+        table.add_row(marks[check.verdict], check.question, check.detail)
+    console.print(table)
+    raise typer.Exit(1 if any(c.verdict == "fail" for c in checks) else 0)
+
+
 # --- replay and export -----------------------------------------------------------------------
 
 

@@ -115,6 +115,17 @@ async def partner_deliveries(partner_id: str, svc: ServicesDep, limit: int = 50)
     return {"partnerId": partner_id, "outcomes": outcomes}
 
 
+@router.get("/partners/{partner_id}/doctor")
+async def partner_doctor(partner_id: str, svc: ServicesDep) -> dict[str, Any]:
+    """The seed FAQ's troubleshooting steps, answered for this partner."""
+    from bridge import doctor
+
+    svc.partners.get(partner_id)
+    checks = await doctor.diagnose(svc.settings, svc.view, partner_id)
+    return {"partnerId": partner_id, "checks": [
+        {"question": c.question, "verdict": c.verdict, "detail": c.detail} for c in checks]}
+
+
 @router.get("/dlq")
 async def list_dead_letters(svc: ServicesDep, partner: str | None = None,
                             since: float | None = None, limit: int = 100) -> dict[str, Any]:
