@@ -271,3 +271,34 @@ def test_kafka_down_answers_503_then_recovers(broker: object, unique: Any) -> No
             assert client.post("/eventRcv", json=body).status_code == 200
     finally:
         local.stop()
+
+
+def test_ingest_token_and_source_allow_list(stack_settings: Settings) -> None:
+    guarded = stack_settings.model_copy(update={"ingest_token": SecretStr("platform-secret"),
+                                                "ingest_allow": ["10.0.0.0/8"]})
+    body = payload("video_131330_event_vss_start.json")
+    with TestClient(create_app(guarded)) as client:
+        no_token = client.post("/eventRcv", json=body)
+        assert no_token.status_code == 401 and no_token.json()["reason"] == "bad_ingest_token"
+        wrong_source = client.post("/eventRcv", json=body, headers={"X-Bridge-Ingest-Token": "platform-secret"})
+        assert wrong_source.status_code == 401 and wrong_source.json()["reason"] == "source_not_allowed"
+    allowed = guarded.model_copy(update={"ingest_allow": []})  # TestClient's peer is not an IP
+    with TestClient(create_app(allowed)) as client:
+        ok = client.post("/eventRcv", json=body, headers={"X-Bridge-Ingest-Token": "platform-secret"})
+        assert ok.status_code == 200
+
+
+def test_recv_event_log_switched_at_runtime(http: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="bridge.ingest")
+    body = payload("acs_card_196883_event_acs.json")
+    http.post("/eventRcv", json=body)
+    assert not [r for r in caplog.records if "recv event" in r.getMessage()]
+    assert http.patch("/admin/v1/settings", headers={"Authorization": "Bearer test-admin-token"},
+                      json={"recvEventLog": True}).json()["recvEventLog"] is True
+    http.post("/eventRcv", json=body)
+    lines = [r.getMessage() for r in caplog.records if "recv event" in r.getMessage()]
+    event = body["params"]["events"][0]
+    assert lines == [f"recv event eventType=196883 eventId={event['eventId']} status=0 "
+                     f"srcIndex={event['srcIndex']}"]
