@@ -38,7 +38,11 @@ unit: install-test
 lint: install-test
 	$(BIN)/lint-imports
 
-bench: install-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 clean:

@@ -358,7 +358,7 @@ class BridgeStack:
     other's records.
     """
 
-    def __init__(self, bootstrap: str, name: str, logs: Path, watch: ProcWatch,
+    def __init__(self, bootstrap: str, name: str, logs: Path, watch: ProcWatch, module: str = "bridge",
                  **overrides: Any) -> None:
         from cryptography.fernet import Fernet
         from pydantic import SecretStr
@@ -369,6 +369,8 @@ class BridgeStack:
         self.name = name
         self.logs = logs
         self.watch = watch
+        #: ``bridge``, or ``bench.whatif`` (the bridge with the report's fixes patched in).
+        self.module = module
         values: dict[str, Any] = {
             "mode": "prod",
             "kafka_bootstrap": bootstrap,
@@ -401,7 +403,7 @@ class BridgeStack:
         from bridge.kafka import ensure_topics
 
         ensure_topics(self.settings)
-        self.api = spawn([sys.executable, "-m", "bridge", "api"], self.logs / f"{self.name}-api.log",
+        self.api = spawn([sys.executable, "-m", self.module, "api"], self.logs / f"{self.name}-api.log",
                          self._env())
         self.watch.add("bridge api", self.api.pid)
         if worker:
@@ -410,7 +412,7 @@ class BridgeStack:
         return self
 
     def start_worker(self) -> None:
-        self.worker = spawn([sys.executable, "-m", "bridge", "worker", "-l", "warn"],
+        self.worker = spawn([sys.executable, "-m", self.module, "worker", "-l", "warn"],
                             self.logs / f"{self.name}-worker.log", self._env())
         self.worker_starts += 1
         self.watch.add("bridge worker", self.worker.pid)
@@ -767,7 +769,8 @@ class NaiveProc:
 
     def __init__(self, bootstrap: str, topic: str, subs: dict[int, list[str]], logs: Path,
                  watch: ProcWatch, expect_events: int, max_seconds: float, name: str = "naive",
-                 group: str | None = None, idle_exit_s: float = 10.0, timeout_s: float = 5.0) -> None:
+                 group: str | None = None, idle_exit_s: float = 10.0, timeout_s: float = 5.0,
+                 session_timeout_ms: int = 0) -> None:
         self.stats_file = logs / f"{name}-{uuid.uuid4().hex[:6]}.json"
         subs_file = logs / f"{name}-subs-{uuid.uuid4().hex[:6]}.json"
         subs_file.write_text(json.dumps({str(k): v for k, v in subs.items()}))
@@ -775,7 +778,7 @@ class NaiveProc:
                            "--group", group or f"naive-{uuid.uuid4().hex[:8]}", "--subs", str(subs_file),
                            "--expect-events", str(expect_events), "--max-seconds", str(max_seconds),
                            "--idle-exit", str(idle_exit_s), "--stats", str(self.stats_file),
-                           "--timeout", str(timeout_s)],
+                           "--timeout", str(timeout_s), "--session-timeout-ms", str(session_timeout_ms)],
                           logs / f"{name}.log")
         self.watch = watch
         watch.add("naive bridge", self.proc.pid)

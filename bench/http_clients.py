@@ -56,6 +56,8 @@ from typing import Any
 
 import aiohttp
 import httpx
+
+from bridge.delivery.sender import DeliveryTransport
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
 CLIENTS: tuple[str, ...] = ("aiohttp", "httpx", "httpx-aiohttp")
@@ -429,29 +431,8 @@ def ratios(results: Sequence[dict[str, Any]], baseline: str = BASELINE) -> list[
 # --------------------------------------------------------------------------------------------
 
 
-class DeliveryAiohttpTransport(AiohttpTransport):
-    """``AiohttpTransport`` with httpx's exception classes for connection failures.
-
-    httpx-aiohttp 0.2.0 maps every ``aiohttp.ClientConnectionError`` (refused connection, DNS
-    failure, server disconnect) to ``httpx.ConnectTimeout``. Real timeouts
-    (``aiohttp.ServerTimeoutError``) keep their mapping; the rest get the class the default
-    httpx transport would raise.
-    """
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await super().handle_async_request(request)
-        except httpx.ConnectTimeout as exc:
-            cause = exc.__cause__
-            if cause is None or isinstance(cause, aiohttp.ServerTimeoutError):
-                raise
-            if isinstance(cause, aiohttp.ClientConnectorError):  # refused, DNS, TLS
-                raise httpx.ConnectError(str(exc), request=request) from cause
-            if isinstance(cause, aiohttp.ServerDisconnectedError):
-                raise httpx.RemoteProtocolError(str(exc), request=request) from cause
-            if isinstance(cause, aiohttp.ClientConnectionError):  # reset etc.
-                raise httpx.ReadError(str(exc), request=request) from cause
-            raise
+# The bridge's own transport (httpx over aiohttp with httpx's exception classes restored).
+DeliveryAiohttpTransport = DeliveryTransport
 
 
 CHECK_TRANSPORTS: tuple[str, ...] = ("httpx-aiohttp", "httpx-aiohttp+remap", "httpx")

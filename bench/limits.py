@@ -37,13 +37,19 @@ def _event_records(pushes: Sequence[Push]) -> list[bytes]:
 
 
 def kafka_limit(bootstrap: str, pushes: Sequence[Push], partitions: int = 6,
-                max_seconds: float = 60.0) -> dict[str, Any]:
-    """Produce then consume one record per event with confluent-kafka; records/s of each."""
+                max_seconds: float = 60.0, min_records: int = 20_000) -> dict[str, Any]:
+    """Produce then consume one record per event with confluent-kafka; records/s of each.
+
+    The records are repeated up to ``min_records`` so that a small run still measures a rate, not
+    the latency of one fetch.
+    """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
     topic = f"bench.limit.{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, partitions)
     records = _event_records(pushes)
+    if len(records) < min_records:
+        records = (records * (min_records // len(records) + 1))[:min_records]
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                          "linger.ms": 5, "compression.type": "lz4"})
     # Not timed: metadata, the idempotent producer id, the partition leaders.

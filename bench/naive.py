@@ -35,8 +35,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with open(args.subs) as fh:
         subscribers = {int(k): v for k, v in json.load(fh).items()}
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
-                         "auto.offset.reset": "earliest"})
+    config = {"bootstrap.servers": args.bootstrap, "group.id": args.group, "auto.offset.reset": "earliest"}
+    if args.session_timeout_ms:
+        config["session.timeout.ms"] = args.session_timeout_ms
+    consumer = Consumer(config)
     consumer.subscribe([args.topic])
     stats: dict[str, Any] = {"events": 0, "posts": 0, "ok": 0, "errors": 0, "first_post": None,
                              "last_post": None, "first_error": ""}
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-exit", type=float, default=10.0)
     parser.add_argument("--stats", help="write the counts here as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="httpx timeout (default: httpx's 5 s)")
+    parser.add_argument("--session-timeout-ms", type=int, default=0,
+                        help="consumer session timeout (default: librdkafka's 45 s)")
     args = parser.parse_args(argv)
     stats = asyncio.run(run(args))
     if args.stats:

@@ -104,14 +104,15 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.agent(events, name="analytics")
     async def to_feed(stream: faust.StreamT[bytes]) -> None:
-        async for key, value in stream.items():
-            if key == TICK_KEY:
-                continue
-            try:
-                record = EventRecord.decode(value)
-            except (ValueError, TypeError, KeyError) as exc:
-                log.error("unreadable record on %s: %s", table["events"].name, exc)
-                continue
-            data, headers = encode(to_analytics(record))
-            future = await feed.send(key=key, value=data, headers=headers)
-            await future
+        # Manual acks, as in routing: an event is acked only once its record is written.
+        manual = stream.noack()
+        async for event in manual.events():
+            if event.key != TICK_KEY:
+                try:
+                    record = EventRecord.decode(event.value)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.error("unreadable record on %s: %s", table["events"].name, exc)
+                else:
+                    data, headers = encode(to_analytics(record))
+                    await (await feed.send(key=event.key, value=data, headers=headers))
+            await manual.ack(event)

@@ -25,7 +25,6 @@ def create_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
-        stream_wait_empty=False,
     )
     for stage in stages:
         stage(app, settings)

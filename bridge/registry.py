@@ -225,29 +225,30 @@ class RegistryView:
 
     def _connect(self) -> tuple[Consumer, dict[str, int]]:
         """A consumer assigned to the registry from the beginning, and the end offsets now."""
-        while not self._stop.is_set():
-            consumer = Consumer(
-                self._settings.librdkafka(
-                    **{
-                        # Never commits: every process reads the whole registry from the start.
-                        "group.id": f"registry-view-{uuid.uuid4().hex}",
-                        "enable.auto.commit": False,
-                        "fetch.wait.max.ms": 50,
-                    }
-                )
+        consumer = Consumer(
+            self._settings.librdkafka(
+                **{
+                    # Never commits: every process reads the whole registry from the start.
+                    "group.id": f"registry-view-{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 50,
+                    "topic.metadata.refresh.interval.ms": 1000,
+                }
             )
+        )
+        while not self._stop.is_set():
             try:
                 ends = {
-                    topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[1]
+                    topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=2)[1]
                     for topic in self.topics
                 }
-            except Exception as exc:  # KafkaException: broker down or topics missing; retry
+            except Exception as exc:  # KafkaException: broker down or topics not (yet) known
                 self.error = str(exc)
-                consumer.close()
-                self._stop.wait(1.0)
+                self._stop.wait(0.3)
                 continue
             consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in self.topics])
             return consumer, ends
+        consumer.close()
         raise KafkaUnavailable("registry view stopped before it connected")
 
     def stop(self) -> None:

@@ -82,29 +82,36 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(events, name="route")
     async def route_events(stream: faust.StreamT[bytes]) -> None:
         await asyncio.to_thread(view.wait_ready, 120.0)
-        async for event in stream.events():
-            partition = event.message.partition
-            if event.key == TICK_KEY:
-                await on_tick(partition)
-                continue
-            try:
-                record = EventRecord.decode(event.value)
-            except (ValueError, TypeError, KeyError) as exc:
-                # Ingest validated it; a record we cannot read is a bug, not a reason to stop.
-                log.error("unreadable record on %s: %s", table["events"].name, exc)
-                continue
-            statuses = view.setting("push_statuses", settings.push_statuses)
-            now = time.time()
-            tasks = route(record, view.by_event_type(record.event_type), view.partners, statuses, now)
-            step = correlation.correlate(states.get(record.event_id), record, tasks, view.partners,
-                                         partition, now)
-            if step.duplicate:
-                continue
-            await send_all(step.send)
-            states[record.event_id] = step.state
-            await lifecycle_topic.send(key=record.event_id.encode(),
-                                       value=schemas.encode("lifecycle", correlation.lifecycle(step.state)),
-                                       headers=lifecycle_header)
+        # Manual acks: Faust acks the current event when an agent is cancelled (rebalance,
+        # shutdown), even mid-way; an event is acked here only once its work is done.
+        manual = stream.noack()
+        async for event in manual.events():
+            await handle(event)
+            await manual.ack(event)
+
+    async def handle(event: faust.EventT[bytes]) -> None:
+        partition = event.message.partition
+        if event.key == TICK_KEY:
+            await on_tick(partition)
+            return
+        try:
+            record = EventRecord.decode(event.value)
+        except (ValueError, TypeError, KeyError) as exc:
+            # Ingest validated it; a record we cannot read is a bug, not a reason to stop.
+            log.error("unreadable record on %s: %s", table["events"].name, exc)
+            return
+        statuses = view.setting("push_statuses", settings.push_statuses)
+        now = time.time()
+        tasks = route(record, view.by_event_type(record.event_type), view.partners, statuses, now)
+        step = correlation.correlate(states.get(record.event_id), record, tasks, view.partners,
+                                     partition, now)
+        if step.duplicate:
+            return
+        await send_all(step.send)
+        states[record.event_id] = step.state
+        await lifecycle_topic.send(key=record.event_id.encode(),
+                                   value=schemas.encode("lifecycle", correlation.lifecycle(step.state)),
+                                   headers=lifecycle_header)
 
     @app.timer(settings.correlation_tick_s)
     async def tick() -> None:

@@ -31,7 +31,7 @@ def run(ctx: Context, events: int, partners: int = 10, naive_seconds: float = 20
                                      "ingest_concurrency": ingest_concurrency,
                                      "delivery_concurrency": concurrency}}
     with scenario_env(NAME, ctx.logs, ctx.broker) as (logs, watch, rx):
-        log(f"  (a) raw confluent-kafka: produce + consume {events:,} records")
+        log("  (a) raw confluent-kafka: produce + consume the same records (one per event)")
         out["limit_kafka"] = kafka_limit(ctx.bootstrap, pushes)
         log(f"      produce {out['limit_kafka']['produce_per_s']:,.0f}/s, "
             f"consume {out['limit_kafka']['consume_per_s'] or 0:,.0f}/s")

@@ -78,19 +78,24 @@ def run(ctx: Context, rates: Sequence[int] = (100, 500, 2000), seconds: Sequence
                 events = res["events"]
                 log(f"  (c) bridge at {rate:,} events/s for {events / rate:.0f} s")
                 spy = bridge_profile(ctx, stack, logs, events / rate) if rate == rates[0] else None
-                worker0, api0 = watch.cpu("bridge worker"), watch.cpu("bridge api")
+                worker0, api0, t_start = watch.cpu("bridge worker"), watch.cpu("bridge api"), time.monotonic()
                 sent = asyncio.run(post_pushes(stack.base + stack.settings.ingest_path, pushes,
                                                concurrency=64, rate=rate, label="ingest"))
                 rx.wait_count("s2-bridge/", events * partners, timeout=drain_s, idle=10, label="deliveries")
-                stats = rx.stats("s2-bridge/", expect=events, partners=partners, quantiles=200)["all"]
+                window = time.monotonic() - t_start  # sending + draining
+                worker_cpu, api_cpu = watch.cpu("bridge worker") - worker0, watch.cpu("bridge api") - api0
+                stats = rx.stats("s2-bridge/", expect=events, partners=partners, quantiles=200,
+                                 series=int(4 * events / rate))["all"]
                 res["bridge"] = _lat(stats, events * partners)
+                res["bridge"]["series"] = stats.get("series")
+                res["bridge"]["spikes"] = spikes(stats.get("series") or [], stats["p50_ms"])
                 lag = sorted(sent.lag_ms)
                 res["bridge"].update(
                     ingest_failed_pushes=sent.failed, ingest_error=sent.first_error,
                     ingest_p50_ms=_p(sorted(sent.latencies_ms), 50), ingest_p99_ms=_p(sorted(sent.latencies_ms), 99),
                     send_lag_p99_ms=_p(lag, 99), sent_late=len(lag),
-                    worker_cpu_pct=100 * (watch.cpu("bridge worker") - worker0) / max(sent.seconds, 1e-9),
-                    api_cpu_pct=100 * (watch.cpu("bridge api") - api0) / max(sent.seconds, 1e-9),
+                    worker_cpu_s=worker_cpu, api_cpu_s=api_cpu, window_s=window,
+                    worker_cpu_pct=100 * worker_cpu / window, api_cpu_pct=100 * api_cpu / window,
                 )
                 if spy is not None:
                     spy.wait(60)
@@ -104,6 +109,18 @@ def run(ctx: Context, rates: Sequence[int] = (100, 500, 2000), seconds: Sequence
             stack.stop()
     out["rss"] = watch.report()
     return out
+
+
+def spikes(series: list[list[float]], p50_ms: float | None, threshold_ms: float | None = None) -> dict[str, Any]:
+    """Slices (0.25 s) whose worst latency exceeds ``threshold_ms`` (default 3× the p50), and their spacing."""
+    if not series or not (p50_ms or threshold_ms):
+        return {"count": 0, "mean_interval_s": None}
+    limit = threshold_ms if threshold_ms is not None else 3 * (p50_ms or 0.0)
+    times = [t for t, lat in series if lat > limit]
+    starts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 0.6]  # merge neighbours
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    return {"count": len(starts), "mean_interval_s": sum(gaps) / len(gaps) if gaps else None,
+            "threshold_ms": limit}
 
 
 def _p(values: list[float], p: float) -> float | None:

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bridge.artemis_signing import SignedRequest, verify
-from bridge.errors import AuthError, InvalidInput, KafkaUnavailable
+from bridge.errors import AuthError, InvalidInput
 from bridge.registry import Partner
 
 log = logging.getLogger("bridge.api")
@@ -23,10 +23,8 @@ async def services(request: Request) -> Any:
     """The services, once the registry view has loaded (else 503)."""
     svc = request.app.state.services
     if not svc.view.ready:
-        try:
-            await asyncio.to_thread(svc.view.wait_ready, 5.0)
-        except KafkaUnavailable:
-            raise
+        # Right after start-up (or topic creation) the view may need a moment to load.
+        await asyncio.to_thread(svc.view.wait_ready, 15.0)
     return svc
 
 
