@@ -17,12 +17,9 @@ from confluent_kafka import Consumer, Producer
 from bridge.events import EventRecord
 from bridge.settings import Settings
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import Stack, payload, read_topic, running_stack, stack_settings
+from tests.integration.stack import RESTART_DEFECT, Stack, payload, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
-#: Tests that restart or kill a worker under load (see the reason).
-RESTART_DEFECT = pytest.mark.xfail(strict=False, reason=(
-    "known defect: after a worker restart or crash, faust-streaming can drop events that were in the routing agent's buffer when its group rebalances again (its read offset stays ahead of the re-seeked position); see the issue notes. Kept running so that a fix shows."))
 LINK0 = "linkage_event_rule_status0_SYNTHETIC.json"
 LINK4 = "linkage_event_rule_status4_update_SYNTHETIC.json"
 PARKING = "parking_771760130_entry_event_pms_SYNTHETIC.json"

@@ -15,6 +15,7 @@ from bridge.delivery import signing
 from bridge.settings import Settings, child_env
 from tests.fixtures.partner import FakePartner, closed_port
 from tests.integration.stack import (
+    RESTART_DEFECT,
     ADMIN,
     Stack,
     outcomes,
@@ -25,9 +26,6 @@ from tests.integration.stack import (
 )
 
 pytestmark = pytest.mark.integration
-#: Tests that restart or kill a worker under load (see the reason).
-RESTART_DEFECT = pytest.mark.xfail(strict=False, reason=(
-    "known defect: after a worker restart or crash, faust-streaming can drop events that were in the routing agent's buffer when its group rebalances again (its read offset stays ahead of the re-seeked position); see the issue notes. Kept running so that a fix shows."))
 
 
 @pytest.fixture

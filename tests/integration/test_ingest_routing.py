@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from bridge.api import create_app
 from bridge.kafka import ensure_topics
 from bridge.settings import Settings, child_env
+from tests.integration.stack import RESTART_DEFECT
 from tests.integration.test_artemis_api import (
     SUBSCRIBE,
     ArtemisClient,
@@ -27,9 +28,6 @@ from tests.integration.test_artemis_api import (
 )
 
 pytestmark = pytest.mark.integration
-#: Tests that restart or kill a worker under load (see the reason).
-RESTART_DEFECT = pytest.mark.xfail(strict=False, reason=(
-    "known defect: after a worker restart or crash, faust-streaming can drop events that were in the routing agent's buffer when its group rebalances again (its read offset stays ahead of the re-seeked position); see the issue notes. Kept running so that a fix shows."))
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "bridge" / "resources" / "payloads"
 
