@@ -85,8 +85,12 @@ def _kafka_uuid() -> str:
             return value
 
 
-def _pid_is_broker(pid: int) -> bool:
-    """True if ``pid`` is alive and is a ``kafka.Kafka`` JVM (guards against pid reuse)."""
+def _pid_is_broker(pid: int, config: Path | None = None) -> bool:
+    """True if ``pid`` is alive and is a ``kafka.Kafka`` JVM, started with ``config`` if given.
+
+    Checking the config path (one per port) guards against pid reuse: an old state file's pid may
+    now belong to another instance's broker, which must never be stopped by mistake.
+    """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -97,7 +101,7 @@ def _pid_is_broker(pid: int) -> bool:
                 return False
     except OSError:
         return False
-    return b"kafka.Kafka" in cmdline
+    return b"kafka.Kafka" in cmdline and (config is None or str(config).encode() in cmdline)
 
 
 def _port_in_use(port: int) -> bool:
@@ -216,7 +220,7 @@ class LocalKafka:
 
     def running_pid(self) -> int | None:
         state = self.read_state()
-        if state and _pid_is_broker(state.pid):
+        if state and _pid_is_broker(state.pid, self.home / "server.properties"):
             return state.pid
         return None
 
@@ -340,7 +344,7 @@ class LocalKafka:
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _pid_is_broker(pid):
+        while _pid_is_broker(pid, self.home / "server.properties"):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + 10
