@@ -67,9 +67,18 @@ def _print_status(status: Any) -> None:
 
 
 @kafka_app.command("start")
-def kafka_start(port: PortOpt = None) -> None:
+def kafka_start(
+    port: PortOpt = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start on empty data (when not running).")] = False,
+) -> None:
     """Fetch (once), format (once) and start the broker; a no-op if it already runs."""
     broker = _local(port)
+    if fresh and broker.running_pid() is None:
+        import shutil
+
+        # Test runs create thousands of uniquely named topics; a broker that reloads them all
+        # starts slowly, so `make test` starts from empty data.
+        shutil.rmtree(broker.home, ignore_errors=True)
     try:
         if not broker.fetched():
             with console.status(f"fetching Kafka {broker.version} from Maven Central…"):

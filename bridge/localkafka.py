@@ -284,7 +284,7 @@ class LocalKafka:
             main, *args,
         ]
 
-    def start(self, wait: float = 90.0) -> tuple[BrokerStatus, bool]:
+    def start(self, wait: float = 180.0) -> tuple[BrokerStatus, bool]:
         """Start the broker unless it runs; returns (status, started_now)."""
         if self.running_pid() is not None:
             return self.wait_ready(wait), False

@@ -7,7 +7,7 @@ PORT=${TEST_KAFKA_PORT:-19092}
 started=""
 if [[ -z "${BRIDGE_TEST_BOOTSTRAP:-}" ]]; then
   if ! "$BIN/event-bridge" kafka status --port "$PORT" >/dev/null 2>&1; then
-    "$BIN/event-bridge" kafka start --port "$PORT"
+    "$BIN/event-bridge" kafka start --port "$PORT" --fresh
     started=1
   fi
   export BRIDGE_TEST_BOOTSTRAP="127.0.0.1:$PORT"
