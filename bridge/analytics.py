@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timezone
 from typing import Any
@@ -18,6 +19,7 @@ import faust
 from bridge import schemas
 from bridge.events import TICK_KEY, EventRecord
 from bridge.notify import parse_time
+from bridge.processor import Out, TransactionalLoop, run_in_thread
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -95,24 +97,45 @@ def encoder(settings: Settings, topic: str) -> Encoder:
     return schemaless
 
 
-def register(app: faust.App, settings: Settings) -> None:
-    """The analytics agent: bridge.events → bridge.analytics.events (Avro)."""
-    table = topic_table(settings)
-    events = app.topic(table["events"].name, key_serializer="raw", value_serializer="raw")
-    feed = app.topic(table["analytics.events"].name, key_serializer="raw", value_serializer="raw")
-    encode = encoder(settings, feed.get_topic_name())
+class Feed:
+    """The analytics handler of the transactional loop: stateless, one Avro record per event."""
 
-    @app.agent(events, name="analytics")
-    async def to_feed(stream: faust.StreamT[bytes]) -> None:
-        # Manual acks, as in routing: an event is acked only once its record is written.
-        manual = stream.noack()
-        async for event in manual.events():
-            if event.key != TICK_KEY:
-                try:
-                    record = EventRecord.decode(event.value)
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.error("unreadable record on %s: %s", table["events"].name, exc)
-                else:
-                    data, headers = encode(to_analytics(record))
-                    await (await feed.send(key=event.key, value=data, headers=headers))
-            await manual.ack(event)
+    changelog: str | None = None
+
+    def __init__(self, settings: Settings) -> None:
+        table = topic_table(settings)
+        self.source = table["events"].name
+        self.feed = table["analytics.events"].name
+        self.encode = encoder(settings, self.feed)
+
+    def restore(self, partition: int, entries: dict[bytes, bytes]) -> None:
+        pass
+
+    def revoke(self, partition: int) -> None:
+        pass
+
+    def process(self, message: Any) -> list[Out]:
+        if message.key() == TICK_KEY:  # written by older versions' routing timers
+            return []
+        try:
+            record = EventRecord.decode(message.value())
+        except (ValueError, TypeError, KeyError) as exc:
+            log.error("unreadable record on %s partition %d offset %d: %s", self.source,
+                      message.partition(), message.offset(), exc)
+            return []
+        data, headers = self.encode(to_analytics(record))
+        return [Out(self.feed, message.key(), data, headers)]
+
+    def tick(self, now: float) -> list[Out]:
+        return []
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    """The analytics loop: bridge.events → bridge.analytics.events (Avro), exactly once."""
+    feed = Feed(settings)
+
+    @app.task
+    async def to_feed() -> None:
+        # Its own consumer group and transactions, like routing: a restart loses nothing.
+        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed),
+                            threading.Event(), "analytics")

@@ -555,7 +555,7 @@ def export(
 
 @app.command()
 def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") -> None:
-    """Run a Faust worker (routing, correlation, delivery); run more to scale out."""
+    """Run a worker (routing + correlation, analytics feed, delivery); run more to scale out."""
     from bridge import analytics, routing
     from bridge.app import create_app, run_worker
     from bridge.delivery import stage as delivery
@@ -565,7 +565,8 @@ def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") 
         settings.require_secrets()
     except BridgeError as exc:
         raise _fail(exc) from None
-    # The stages a worker runs, in pipeline order; each registers its agents on the Faust app.
+    # The stages a worker runs, in pipeline order; each registers its task on the Faust app, which
+    # hosts them (signals, logging); each stage runs its own Kafka consumer loop.
     try:
         faust_app = create_app(settings, [routing.register, analytics.register, delivery.register])
     except BridgeError as exc:

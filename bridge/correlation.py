@@ -3,9 +3,9 @@
 The platform reports one occurrence several times under one ``eventId`` (seed FAQ 2, 3, 5): a
 start and its stop, a linkage event and its status-4 result update, a parking event and its
 status-5 picture. This module is pure: ``correlate`` takes the eventId's state (a JSON-able dict
-kept in a Faust table with a changelog) and an event with the tasks routing made for it, and
-returns the new state, the tasks to send now and a lifecycle record. ``expire`` releases held
-events whose wait ran out and drops state past its TTL.
+kept by ``routing.Router``, changelogged in ``bridge.correlation``) and an event with the tasks
+routing made for it, and returns the new state, the tasks to send now and a lifecycle record.
+``expire`` releases held events whose wait ran out and drops state past its TTL.
 
 Per partner (``DeliveryPrefs``):
 - ``linkage_mode = "separate"`` (default, the platform's behaviour): status 0 and status 4 are

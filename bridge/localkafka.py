@@ -267,6 +267,9 @@ class LocalKafka:
                     # No reason to wait for more members on a one-node dev cluster.
                     "group.initial.rebalance.delay.ms=0",
                     "log.cleaner.min.compaction.lag.ms=0",
+                    # A crashed worker's open transaction holds back read_committed readers until
+                    # it times out; look for timed-out transactions every second, not every 10 s.
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
                     "",
                 ]
             )

@@ -1,27 +1,47 @@
 """The routing stage: ``bridge.events`` → one DeliveryTask per matching partner → ``bridge.deliveries``.
 
+Each event is matched (``matching.route``, pure) and correlated with the earlier reports of its
+eventId (``correlation.correlate``, pure). The correlation state lives in memory per partition,
+ordered by last update, and every change is written to the compacted ``bridge.correlation``
+changelog in the same Kafka transaction as the tasks and the consumed offset
+(``processor.TransactionalLoop``): a crash never loses a routed event, never double-applies one,
+and the next owner of a partition restores exactly the state that goes with its committed offset.
+
 The subscription side is a global view (every worker holds the whole, single-partition registry),
 so it needs no co-partitioning with ``bridge.events``; start-up checks that the registry topics
-have exactly one partition, which is what makes every worker's view complete.
+have exactly one partition, which is what makes every worker's view complete. The correlation
+changelog is co-partitioned with ``bridge.events`` (one eventId has one eventType, hence one
+partition); ``topics create`` refuses a partition count that differs from the table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import json
 import logging
+import threading
 import time
+from collections import OrderedDict
+from typing import Any
 
 import faust
+from prometheus_client import Counter, Gauge
 
-from bridge.errors import TopicError
 from bridge import correlation, schemas
+from bridge.errors import TopicError
 from bridge.events import TICK_KEY, DeliveryTask, EventRecord
 from bridge.matching import route
+from bridge.processor import Out, TransactionalLoop, run_in_thread
 from bridge.registry import RegistryView
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.routing")
+
+ROUTED = Counter("bridge_routed_events_total", "Events routed, by outcome", ["outcome"])
+TASKS = Counter("bridge_routing_tasks_total", "Delivery tasks produced by routing")
+ENTRIES = Gauge("bridge_correlation_entries", "eventIds with correlation state in this worker")
 
 
 def check_registry_partitions(settings: Settings) -> None:
@@ -36,86 +56,154 @@ def check_registry_partitions(settings: Settings) -> None:
             raise TopicError(f"{name} is missing: run `event-bridge topics create`")
         if len(metadata.topics[name].partitions) != 1:
             raise TopicError(f"{name} must have 1 partition for the global subscription view")
+    events, changelog = table["events"].name, table["correlation"].name
+    if changelog not in metadata.topics:
+        raise TopicError(f"{changelog} is missing: run `event-bridge topics create`")
+    if len(metadata.topics[changelog].partitions) != len(metadata.topics[events].partitions):
+        raise TopicError(f"{changelog} must have as many partitions as {events} (co-partitioned)")
 
 
-def register(app: faust.App, settings: Settings) -> None:
-    """Add the routing agent (with status correlation) to ``app``."""
-    table = topic_table(settings)
-    events = app.topic(table["events"].name, key_serializer="raw", value_serializer="raw")
-    deliveries = app.topic(table["deliveries"].name, key_serializer="raw", value_serializer="raw")
-    lifecycle_topic = app.topic(table["lifecycle"].name, key_serializer="raw", value_serializer="raw")
-    # Keyed by eventId, co-partitioned with bridge.events: one eventId always has one eventType,
-    # hence one partition, so its statuses meet in one agent and one table partition.
-    # Keys are eventIds (the app's raw key serializer); values JSON (its value serializer).
-    states = app.Table("correlation", default=None, partitions=settings.partitions)
-    ttl_s = settings.correlation_ttl_hours * 3600
-    lifecycle_header = [(schemas.SCHEMA_HEADER, schemas.schema_fingerprint("lifecycle").encode())]
-    # Checked before the worker starts, so a bad deployment fails at once with the reason.
-    check_registry_partitions(settings)
-    view = RegistryView(settings).start(wait_caught_up=None)
+class Router:
+    """The routing handler of the transactional loop; owns the correlation state of its partitions."""
 
-    async def send_all(tasks: list[DeliveryTask]) -> None:
-        # Wait for Kafka's acknowledgement before the offset of this event can be committed.
-        pending = [await deliveries.send(key=t.partner_id.encode(), value=t.encode()) for t in tasks]
-        if pending:
-            await asyncio.gather(*pending)
-
-    async def on_tick(partition: int) -> None:
-        now = time.time()
-        mine = [(k, v) for k, v in list(states.items()) if v and v.get("partition") == partition]
-        for key, state in mine:
-            kept, release = correlation.expire(state, now, ttl_s)
-            await send_all(release)
-            if kept is None:
-                del states[key]
-            elif release:
-                states[key] = kept
+    def __init__(self, settings: Settings, view: RegistryView) -> None:
+        table = topic_table(settings)
+        self.settings = settings
+        self.view = view
+        self.changelog: str | None = table["correlation"].name
+        self.deliveries = table["deliveries"].name
+        self.lifecycle = table["lifecycle"].name
+        self.events = table["events"].name
+        self.ttl_s = settings.correlation_ttl_hours * 3600
         # Each partition keeps its share of the bound, so a worker never holds more than it.
-        excess = len(mine) - settings.correlation_max_entries // settings.partitions
-        if excess > 0:  # the bound: release the oldest eventIds of this partition
-            for key, state in sorted(mine, key=lambda kv: kv[1]["last"])[:excess]:
-                if key in states:
-                    _, release = correlation.expire(state, float("inf"), 0)
-                    await send_all(release)
-                    del states[key]
+        self.cap = max(1, settings.correlation_max_entries // settings.partitions)
+        self.states: dict[int, OrderedDict[str, dict[str, Any]]] = {}
+        # (deadline, partition, eventId) of held merged-linkage events; stale entries are skipped.
+        self.deadlines: list[tuple[float, int, str]] = []
+        self.lifecycle_header = [(schemas.SCHEMA_HEADER, schemas.schema_fingerprint("lifecycle").encode())]
 
-    @app.agent(events, name="route")
-    async def route_events(stream: faust.StreamT[bytes]) -> None:
-        await asyncio.to_thread(view.wait_ready, 120.0)
-        # Manual acks: Faust acks the current event when an agent is cancelled (rebalance,
-        # shutdown), even mid-way; an event is acked here only once its work is done.
-        manual = stream.noack()
-        async for event in manual.events():
-            await handle(event)
-            await manual.ack(event)
+    # --- partitions ---------------------------------------------------------------------------
 
-    async def handle(event: faust.EventT[bytes]) -> None:
-        partition = event.message.partition
-        if event.key == TICK_KEY:
-            await on_tick(partition)
-            return
+    def restore(self, partition: int, entries: dict[bytes, bytes]) -> None:
+        states = [json.loads(value) for value in entries.values()]
+        states.sort(key=lambda s: s["last"])
+        self.states[partition] = OrderedDict((s["eventId"], s) for s in states)
+        for state in states:
+            self._watch(partition, state)
+        self._gauge()
+
+    def revoke(self, partition: int) -> None:
+        self.states.pop(partition, None)
+        self._gauge()
+
+    # --- records ------------------------------------------------------------------------------
+
+    def process(self, message: Any) -> list[Out]:
+        if message.key() == TICK_KEY:  # written by older versions' timers; carries nothing
+            return []
+        partition = message.partition()
         try:
-            record = EventRecord.decode(event.value)
+            record = EventRecord.decode(message.value())
         except (ValueError, TypeError, KeyError) as exc:
             # Ingest validated it; a record we cannot read is a bug, not a reason to stop.
-            log.error("unreadable record on %s: %s", table["events"].name, exc)
-            return
-        statuses = view.setting("push_statuses", settings.push_statuses)
+            log.error("unreadable record on %s partition %d offset %d: %s", self.events, partition,
+                      message.offset(), exc)
+            ROUTED.labels("unreadable").inc()
+            return []
+        view = self.view
         now = time.time()
+        statuses = view.setting("push_statuses", self.settings.push_statuses)
         tasks = route(record, view.by_event_type(record.event_type), view.partners, statuses, now)
+        states = self.states.setdefault(partition, OrderedDict())
         step = correlation.correlate(states.get(record.event_id), record, tasks, view.partners,
                                      partition, now)
         if step.duplicate:
-            return
-        await send_all(step.send)
-        states[record.event_id] = step.state
-        await lifecycle_topic.send(key=record.event_id.encode(),
-                                   value=schemas.encode("lifecycle", correlation.lifecycle(step.state)),
-                                   headers=lifecycle_header)
+            ROUTED.labels("duplicate").inc()
+            return []
+        ROUTED.labels("routed").inc()
+        out = self._tasks(step.send)
+        out.append(self._put(partition, step.state))
+        out.append(Out(self.lifecycle, record.event_id.encode(),
+                       schemas.encode("lifecycle", correlation.lifecycle(step.state)), self.lifecycle_header))
+        out.extend(self._bound(partition))
+        return out
 
-    @app.timer(settings.correlation_tick_s)
-    async def tick() -> None:
-        with_state = {v.get("partition") for v in list(states.values()) if v}
-        for tp in app.assignor.assigned_actives():
-            if tp.topic == events.get_topic_name() and tp.partition in with_state:
-                await events.send(key=TICK_KEY, value=b"{}", partition=tp.partition)
+    def tick(self, now: float) -> list[Out]:
+        out: list[Out] = []
+        while self.deadlines and self.deadlines[0][0] <= now:  # held events whose wait ran out
+            _, partition, event_id = heapq.heappop(self.deadlines)
+            state = self.states.get(partition, {}).get(event_id)
+            if state is not None:
+                out.extend(self._expire(partition, state, now, self.ttl_s))
+        for partition, states in list(self.states.items()):  # TTL: oldest updates first
+            for state in list(states.values()):
+                if now - state["last"] <= self.ttl_s:
+                    break
+                out.extend(self._expire(partition, state, now, self.ttl_s))
+        return out
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _tasks(self, tasks: list[DeliveryTask]) -> list[Out]:
+        TASKS.inc(len(tasks))
+        return [Out(self.deliveries, t.partner_id.encode(), t.encode()) for t in tasks]
+
+    def _put(self, partition: int, state: dict[str, Any]) -> Out:
+        states = self.states.setdefault(partition, OrderedDict())
+        states[state["eventId"]] = state
+        states.move_to_end(state["eventId"])
+        self._watch(partition, state)
+        self._gauge()
+        return Out(self.changelog or "", state["eventId"].encode(),
+                   json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode(),
+                   partition=partition)
+
+    def _drop(self, partition: int, event_id: str) -> Out:
+        self.states.get(partition, OrderedDict()).pop(event_id, None)
+        self._gauge()
+        return Out(self.changelog or "", event_id.encode(), None, partition=partition)
+
+    def _expire(self, partition: int, state: dict[str, Any], now: float, ttl_s: float) -> list[Out]:
+        kept, release = correlation.expire(state, now, ttl_s)
+        out = self._tasks(release)
+        if kept is None:
+            out.append(self._drop(partition, state["eventId"]))
+        elif release:
+            out.append(self._put(partition, kept))
+        return out
+
+    def _bound(self, partition: int) -> list[Out]:
+        """Beyond the bound, release the least recently updated eventIds of this partition."""
+        states = self.states[partition]
+        out: list[Out] = []
+        while len(states) > self.cap:
+            _, oldest = next(iter(states.items()))
+            out.extend(self._expire(partition, oldest, float("inf"), 0))
+        return out
+
+    def _watch(self, partition: int, state: dict[str, Any]) -> None:
+        for entry in state["held"].values():
+            heapq.heappush(self.deadlines, (entry["deadline"], partition, state["eventId"]))
+
+    def _gauge(self) -> None:
+        ENTRIES.set(sum(len(s) for s in self.states.values()))
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    """Run the routing loop (with status correlation) in the worker process."""
+    # Checked before the worker starts, so a bad deployment fails at once with the reason.
+    check_registry_partitions(settings)
+    events = topic_table(settings)["events"].name
+
+    @app.task
+    async def route_events() -> None:
+        view = RegistryView(settings).start(wait_caught_up=None)
+        stop = threading.Event()
+        try:
+            await asyncio.to_thread(view.wait_ready, 120.0)
+            loop = TransactionalLoop(settings, "route", events, Router(settings, view),
+                                     tick_s=settings.correlation_tick_s)
+            await run_in_thread(loop, stop, "routing")
+        finally:
+            view.stop()
+

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     correlation_max_entries: int = Field(default=100_000, ge=10)
     #: How often held events and TTLs are checked, in seconds.
     correlation_tick_s: float = Field(default=1.0, gt=0)
+    #: Kafka transaction timeout of the routing and analytics loops, in seconds: how long an
+    #: open transaction of a crashed worker may hold back read_committed readers.
+    transaction_timeout_s: float = Field(default=10.0, ge=1, le=900)
+    #: A stable name for this worker process (e.g. the pod name); makes its transactional ids
+    #: stable, so a restarted worker aborts its predecessor's open transaction at once.
+    worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
 
     # --- Delivery ------------------------------------------------------------------------------
     #: Seconds before each retry; its length is the number of retry tiers (one topic each).

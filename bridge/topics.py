@@ -69,6 +69,8 @@ def topic_table(settings: Settings) -> dict[str, TopicSpec]:
         spec("deliveries.dlq", "partnerId", retention_ms=30 * 24 * HOUR_MS),
         spec("outcomes", "partnerId", retention_ms=events_retention),
         spec("lifecycle", "eventId", retention_ms=events_retention),
+        # Routing's correlation state, co-partitioned with events (one eventId, one eventType).
+        spec("correlation", "eventId", compacted=True),
         spec("analytics.events", "eventType", retention_ms=events_retention),
     ]
     return {s.logical: s for s in specs}

@@ -30,10 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "bridge" / "resources" / "payloads"
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
-#: Tests that restart or kill a worker under load (see the reason).
-RESTART_DEFECT = pytest.mark.xfail(strict=False, reason=(
-    "known defect: after a worker restart or crash, faust-streaming can drop events that were in the routing agent's buffer when its group rebalances again (its read offset stays ahead of the re-seeked position); see the issue notes. Kept running so that a fix shows."))
-
 
 def payload(name: str = "acs_card_196883_event_acs.json") -> dict[str, Any]:
     return json.loads((PAYLOADS / name).read_text())

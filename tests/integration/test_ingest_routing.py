@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from bridge.api import create_app
 from bridge.kafka import ensure_topics
 from bridge.settings import Settings, child_env
-from tests.integration.stack import RESTART_DEFECT
 from tests.integration.test_artemis_api import (
     SUBSCRIBE,
     ArtemisClient,
@@ -181,7 +180,6 @@ def test_payloads_routed_to_the_right_partners(stack_settings: Settings, http: T
         reader.close()
 
 
-@RESTART_DEFECT
 def test_worker_restart_loses_nothing_and_keeps_delivery_ids(stack_settings: Settings,
                                                              http: TestClient) -> None:
     partner = make_partner(http, name="steady")

@@ -1,0 +1,288 @@
+"""An exactly-once consume → transform → produce loop over one source topic (Kafka transactions).
+
+Why not a Faust agent: with faust-streaming 0.11 a worker restart or a rebalance under load lost
+events in our tests (messages re-fetched after a rebalance fell below Faust's per-partition read
+offset and were dropped, never routed by any worker). This loop keeps no offset of its own: per
+batch, the records it produces, the state changes it writes to its changelog topic and the source
+offsets it consumed are committed in **one Kafka transaction** (KIP-98, with KIP-447 consumer-group
+fencing). A crash at any point leaves either all of a batch or none of it; the next owner of the
+partition restores the state from the changelog and continues from the committed offset.
+
+A stage plugged into the loop is a ``Handler``: it turns one source record into output records,
+emits timed output on ``tick``, and gets its per-partition state back through ``restore``. State
+changes are ordinary outputs to the changelog topic, on the source record's partition.
+
+Consumers of the outputs read with ``isolation.level=read_committed`` (confluent-kafka's default),
+so they never see a batch that was aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from bridge.settings import Settings
+
+log = logging.getLogger("bridge.processor")
+
+
+@dataclass(frozen=True)
+class Out:
+    """One record to produce inside the batch's transaction."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None  # None: a tombstone (state deleted)
+    headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None  # changelog records go to the source record's partition
+
+
+class Handler(Protocol):
+    """What a stage supplies to the loop. Called from the loop's thread only."""
+
+    #: Compacted changelog topic of the stage's state (same partition count as the source), or None.
+    changelog: str | None
+
+    def restore(self, partition: int, entries: dict[bytes, bytes]) -> None:
+        """Take over ``partition`` with its state (latest value per key) from the changelog."""
+
+    def revoke(self, partition: int) -> None:
+        """Forget ``partition``: another worker may own it now."""
+
+    def process(self, message: Any) -> list[Out]:
+        """Outputs for one source record (a confluent-kafka Message without error)."""
+
+    def tick(self, now: float) -> list[Out]:
+        """Timed outputs (released waits, expired state)."""
+
+
+class RestartSession(Exception):
+    """The producer or consumer is in a state only a fresh session (and state restore) clears."""
+
+
+def transactional_id(settings: Settings, stage: str) -> str:
+    """Stable with ``BRIDGE_WORKER_ID`` (a restarted worker aborts its predecessor's open
+    transaction at once); otherwise unique per process (an open transaction of a crashed process
+    then blocks read_committed readers of its partitions until the transaction timeout)."""
+    suffix = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"{settings.app_id}-{stage}-{suffix}"
+
+
+class TransactionalLoop:
+    """Runs ``handler`` over ``source`` in consumer group ``group`` until ``stop`` is set."""
+
+    def __init__(self, settings: Settings, stage: str, source: str, handler: Handler,
+                 tick_s: float = 1.0, batch: int = 500) -> None:
+        self.settings = settings
+        self.stage = stage
+        self.source = source
+        self.handler = handler
+        self.tick_s = tick_s
+        self.batch = batch
+        self.group = f"{settings.app_id}-{stage}"
+        self.assigned: set[int] = set()
+        self.sessions = 0  # how many times the loop (re)started: visible to tests and logs
+        self.processed = 0
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            self.sessions += 1
+            try:
+                self._session(stop)
+                delay = 0.5
+            except (RestartSession, KafkaException) as exc:
+                log.warning("%s: restarting its Kafka session (%s)", self.stage, exc)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                for partition in sorted(self.assigned):
+                    self.handler.revoke(partition)
+                self.assigned.clear()
+
+    def _producer(self) -> Producer:
+        producer = Producer(self.settings.librdkafka(**{
+            "transactional.id": transactional_id(self.settings, self.stage),
+            "transaction.timeout.ms": int(self.settings.transaction_timeout_s * 1000),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }))
+        producer.init_transactions(60)
+        return producer
+
+    def _consumer(self) -> Consumer:
+        consumer = Consumer(self.settings.librdkafka(**{
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "fetch.wait.max.ms": 50,
+            # Restoring a large changelog happens inside the assignment callback.
+            "max.poll.interval.ms": 600_000,
+        }))
+        consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        return consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Runs inside consume(), between batches: no transaction is open here.
+        numbers = sorted(tp.partition for tp in partitions)
+        restored = self._restore(numbers) if self.handler.changelog else {p: {} for p in numbers}
+        for partition in numbers:
+            self.handler.restore(partition, restored[partition])
+            self.assigned.add(partition)
+        log.info("%s: assigned partitions %s (restored %d state entries)", self.stage, numbers,
+                 sum(len(v) for v in restored.values()))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.partition in self.assigned:
+                self.handler.revoke(tp.partition)
+                self.assigned.discard(tp.partition)
+        log.info("%s: revoked %d partitions", self.stage, len(partitions))
+
+    def _restore(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        """The latest committed value per key of each changelog partition (tombstones removed)."""
+        entries: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+        if not partitions:
+            return entries
+        reader = Consumer(self.settings.librdkafka(**{
+            "group.id": f"{self.group}-restore",  # assign() only: never joins, never commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            # End of partition = the last stable offset under read_committed: control records
+            # (transaction markers) are stepped over, open transactions are waited for.
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 50,
+        }))
+        assert self.handler.changelog is not None
+        try:
+            reader.assign([TopicPartition(self.handler.changelog, p, -2) for p in partitions])  # -2: beginning
+            pending = set(partitions)
+            deadline = time.monotonic() + 300
+            while pending:
+                if time.monotonic() > deadline:
+                    raise RestartSession(f"restoring {self.handler.changelog} took over 300 s")
+                for message in reader.consume(1000, 0.5):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(message.partition())
+                            continue
+                        raise RestartSession(f"restoring {self.handler.changelog}: {error.str()}")
+                    table = entries[message.partition()]
+                    if message.value() is None:
+                        table.pop(message.key(), None)
+                    else:
+                        table[message.key()] = message.value()
+        finally:
+            reader.close()
+        return entries
+
+    def _session(self, stop: threading.Event) -> None:
+        producer = self._producer()
+        consumer = self._consumer()
+        next_tick = time.time() + self.tick_s
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(self.batch, 0) or consumer.consume(1, 0.1)
+                outputs: list[Out] = []
+                positions: dict[int, int] = {}
+                handled = 0
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.fatal():
+                            raise RestartSession(error.str())
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("%s consumer: %s", self.stage, error.str())
+                        continue
+                    if message.partition() not in self.assigned:
+                        continue
+                    outputs.extend(self.handler.process(message))
+                    positions[message.partition()] = message.offset() + 1
+                    handled += 1
+                now = time.time()
+                if now >= next_tick:
+                    outputs.extend(self.handler.tick(now))
+                    next_tick = now + self.tick_s
+                if outputs or positions:
+                    self._commit(producer, consumer, outputs, positions)
+                    self.processed += handled
+        finally:
+            try:
+                consumer.close()
+            except KafkaException as exc:
+                log.warning("%s: closing the consumer: %s", self.stage, exc)
+            producer.flush(5)
+
+    def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Out],
+                positions: dict[int, int]) -> None:
+        """One transaction: the outputs, and the consumed offsets in the consumer group."""
+        try:
+            producer.begin_transaction()
+            for out in outputs:
+                kwargs: dict[str, Any] = {"key": out.key, "value": out.value, "headers": out.headers}
+                if out.partition is not None:
+                    kwargs["partition"] = out.partition
+                while True:
+                    try:
+                        producer.produce(out.topic, **kwargs)
+                        break
+                    except BufferError:  # local queue full: serve delivery reports, then retry
+                        producer.poll(0.05)
+            if positions:
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(self.source, p, o) for p, o in sorted(positions.items())],
+                    consumer.consumer_group_metadata(), 60)
+            self._finish(producer)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.txn_requires_abort():
+                try:
+                    producer.abort_transaction(30)
+                except KafkaException as abort_exc:
+                    log.warning("%s: abort failed: %s", self.stage, abort_exc)
+            # Whatever the handler changed in memory for this batch is not in Kafka: the state
+            # is rebuilt from the changelog and processing resumes at the committed offsets.
+            raise RestartSession(f"transaction failed: {exc}") from exc
+
+    @staticmethod
+    def _finish(producer: Producer) -> None:
+        for _ in range(10):
+            try:
+                producer.commit_transaction(60)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.retriable():
+                    continue
+                raise
+        raise RestartSession("commit_transaction kept failing with retriable errors")
+
+
+async def run_in_thread(loop: TransactionalLoop, stop: threading.Event, name: str) -> None:
+    """Run ``loop`` on its own thread (librdkafka calls block); stop it when the task is cancelled."""
+    thread = threading.Thread(target=loop.run, args=(stop,), name=name, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()  # the loop finishes its current transaction, then closes its consumer
+        await asyncio.to_thread(thread.join, 30)
