@@ -69,6 +69,37 @@ class RestartSession(Exception):
     """The producer or consumer is in a state only a fresh session (and state restore) clears."""
 
 
+class Hung(RestartSession):
+    """A librdkafka call did not return by its deadline; its producer must not be touched again."""
+
+
+def _bounded(call: Any, timeout: float, what: str) -> None:
+    """Run a blocking librdkafka call with a hard deadline; its exception is re-raised here.
+
+    On the deadline the call is abandoned on its daemon thread (a C call cannot be interrupted)
+    and the session restarts with a new producer; the abandoned transaction is aborted by the
+    broker after ``transaction.timeout.ms`` (or at once, by the next producer, with a stable
+    ``BRIDGE_WORKER_ID``).
+    """
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name=f"bounded-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        log.error("%s did not return within %.0f s; abandoning this producer", what, timeout)
+        raise Hung(f"{what} did not return within {timeout:.0f} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 def transactional_id(settings: Settings, stage: str) -> str:
     """Stable with ``BRIDGE_WORKER_ID`` (a restarted worker aborts its predecessor's open
     transaction at once); otherwise unique per process (an open transaction of a crashed process
@@ -197,6 +228,7 @@ class TransactionalLoop:
     def _session(self, stop: threading.Event) -> None:
         producer = self._producer()
         consumer = self._consumer()
+        abandoned = False
         next_tick = time.time() + self.tick_s
         try:
             while not stop.is_set():
@@ -222,14 +254,19 @@ class TransactionalLoop:
                     outputs.extend(self.handler.tick(now))
                     next_tick = now + self.tick_s
                 if outputs or positions:
-                    self._commit(producer, consumer, outputs, positions)
+                    try:
+                        self._commit(producer, consumer, outputs, positions)
+                    except Hung:
+                        abandoned = True
+                        raise
                     self.processed += handled
         finally:
             try:
                 consumer.close()
             except KafkaException as exc:
                 log.warning("%s: closing the consumer: %s", self.stage, exc)
-            producer.flush(5)
+            if not abandoned:  # a producer stuck in a call is left alone
+                producer.flush(5)
 
     def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Out],
                 positions: dict[int, int]) -> None:
@@ -247,9 +284,14 @@ class TransactionalLoop:
                     except BufferError:  # local queue full: serve delivery reports, then retry
                         producer.poll(0.05)
             if positions:
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(self.source, p, o) for p, o in sorted(positions.items())],
-                    consumer.consumer_group_metadata(), 60)
+                offsets = [TopicPartition(self.source, p, o) for p, o in sorted(positions.items())]
+                timeout = self.settings.transaction_timeout_s
+                # librdkafka can block here past its timeout when the group coordinator went
+                # away (confluentinc/librdkafka#5456, #5511; seen here after a broker restart):
+                # a watchdog gives up on this producer and the session starts afresh.
+                _bounded(lambda: producer.send_offsets_to_transaction(
+                    offsets, consumer.consumer_group_metadata(), timeout), 2 * timeout + 5,
+                    "send_offsets_to_transaction")
             self._finish(producer)
         except KafkaException as exc:
             error = exc.args[0]

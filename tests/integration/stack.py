@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ class Worker:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "-l", "warn"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "-l", os.environ.get("TEST_WORKER_LOGLEVEL", "warn")],
                                      env={**child_env(self.settings), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
         return self
 
