@@ -185,7 +185,7 @@ async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, r
     rate = request.rate or max(1.0, partner.delivery.max_in_flight / 2 * 10)
     deliveries = topic_table(settings)["deliveries"].name
     statuses: Collection[int] = view.setting("push_statuses", settings.push_statuses)
-    started = time.monotonic()
+    first_sent: float | None = None
     queue: asyncio.Queue[EventRecord | None] = asyncio.Queue(maxsize=1000)
     loop = asyncio.get_running_loop()
     stop_reading = False
@@ -219,8 +219,12 @@ async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, r
                 await producer.send(deliveries, replace(task, trigger="replay").encode(),
                                     key=task.partner_id.encode())
                 progress.enqueued += 1
-                # Pace to the rate so live traffic keeps its share of the partner's slots.
-                ahead = progress.enqueued / rate - (time.monotonic() - started)
+                # Pace to the rate so live traffic keeps its share of the partner's slots. The
+                # clock starts at the first task: a slow start of the reader (a loaded broker)
+                # must not turn into a burst of everything the pace would have allowed by then.
+                if first_sent is None:
+                    first_sent = time.monotonic()
+                ahead = (progress.enqueued - 1) / rate - (time.monotonic() - first_sent)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         if progress.state == "running":

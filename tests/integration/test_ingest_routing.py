@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +15,9 @@ from pydantic import SecretStr
 
 from bridge.api import create_app
 from bridge.kafka import ensure_topics
-from bridge.settings import Settings, child_env
+from bridge.settings import Settings
+from tests.integration.stack import Worker, payload
+from tests.integration.stack import stack_settings as shared_stack_settings
 from tests.integration.test_artemis_api import (
     SUBSCRIBE,
     ArtemisClient,
@@ -27,44 +26,17 @@ from tests.integration.test_artemis_api import (
 )
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-PAYLOADS = ROOT / "bridge" / "resources" / "payloads"
-
-
-def payload(name: str) -> dict[str, Any]:
-    return json.loads((PAYLOADS / name).read_text())
 
 
 @pytest.fixture
 def stack_settings(kafka_settings: Settings) -> Settings:
-    settings = kafka_settings.model_copy(update={
-        "mode": "prod",
-        "admin_token": SecretStr("test-admin-token"),
-        "secret_key": SecretStr(Fernet.generate_key().decode()),
-        "dest_allow": ["127.0.0.0/8"],
-    })
-    ensure_topics(settings)
-    return settings
+    return shared_stack_settings(kafka_settings)
 
 
 @pytest.fixture
 def http(stack_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(stack_settings)) as client:
         yield client
-
-
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bridge", "worker", "-l", "warn"],
-                            env={**child_env(settings), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class Deliveries:
@@ -129,7 +101,7 @@ def test_payloads_routed_to_the_right_partners(stack_settings: Settings, http: T
         answer = http.post("/eventRcv", json=payload(name))
         assert answer.status_code == 200 and answer.json() == {"code": "0", "msg": "success", "data": None}
 
-    worker = start_worker(stack_settings)
+    worker = Worker(stack_settings).start()
     reader = Deliveries(stack_settings)
     try:
         partners = {p["name"]: p["id"] for p in
@@ -176,7 +148,7 @@ def test_payloads_routed_to_the_right_partners(stack_settings: Settings, http: T
         after = reader.wait(before + 1)
         assert any(t["status"] == 4 and t["partner_id"] == partners["everything"] for t in after[before:])
     finally:
-        stop(worker)
+        worker.stop()
         reader.close()
 
 
@@ -192,22 +164,22 @@ def test_worker_restart_loses_nothing_and_keeps_delivery_ids(stack_settings: Set
         assert http.post("/eventRcv", json=body).status_code == 200
 
     reader = Deliveries(stack_settings)
-    worker = start_worker(stack_settings)
+    worker = Worker(stack_settings).start()
     try:
         for i in range(40):
             push(i)
         reader.wait(10)
-        stop(worker)  # mid-stream: some events are routed, the rest wait in Kafka
+        worker.stop()  # mid-stream: some events are routed, the rest wait in Kafka
         for i in range(40, 80):
             push(i)
-        worker = start_worker(stack_settings)
+        worker = Worker(stack_settings).start()
         # A report of evt-7 (same status, changed content: not an identical re-send, which
         # correlation drops) routed again after the restart.
         push(7, remark="re-sent")
         tasks = reader.wait(81)
         reader.drain(3)
     finally:
-        stop(worker)
+        worker.stop()
         reader.close()
     ids = {t["event_ids"][0] for t in tasks}
     assert ids == {f"evt-{i}" for i in range(80)}
