@@ -137,5 +137,6 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.task
     async def to_feed() -> None:
         # Its own consumer group and transactions, like routing: a restart loses nothing.
-        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed),
+        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed,
+                                              legacy_group=settings.app_id),
                             threading.Event(), "analytics")

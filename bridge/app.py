@@ -25,6 +25,10 @@ def create_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
+        # The stages' own consumers use 10 s sessions; Faust's default of 60 s made a worker
+        # restarted after a crash wait a minute for the dead member before its tasks started.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     for stage in stages:
         stage(app, settings)

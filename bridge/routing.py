@@ -201,8 +201,9 @@ def register(app: faust.App, settings: Settings) -> None:
         stop = threading.Event()
         try:
             await asyncio.to_thread(view.wait_ready, 120.0)
+            # Routing was a Faust agent in the group named after the app before this loop.
             loop = TransactionalLoop(settings, "route", events, Router(settings, view),
-                                     tick_s=settings.correlation_tick_s)
+                                     tick_s=settings.correlation_tick_s, legacy_group=settings.app_id)
             await run_in_thread(loop, stop, "routing")
         finally:
             view.stop()
