@@ -124,7 +124,9 @@ class Settings(BaseSettings):
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
     #: CA bundle for https destinations (default: certifi's).
     ca_bundle: Path | None = None
-    #: Pushes waiting for one partner's in-flight slots before new ones spill to the first retry tier.
+    #: Pushes waiting for one partner's in-flight slots before new ones may spill to the first
+    #: retry tier (they do when, at the partner's recent pace, they would wait longer than its
+    #: delay; always beyond 10x this).
     partner_backlog: int = Field(default=200, ge=1)
     #: Port of a delivery worker's Prometheus endpoint (0: none).
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535)

@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
+from bridge.delivery.backlog import DrainRate, should_spill
 from bridge.delivery.breaker import Breakers, destination_of
 from bridge.delivery.offsets import PartitionOffsets
 from bridge.delivery.records import dead_letter, encode_outcome, outcome
@@ -63,6 +64,7 @@ class PartnerSlots:
     limit: int
     sem: asyncio.Semaphore
     waiting: int = 0
+    drain: DrainRate = field(default_factory=DrainRate)
     ordered_queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask]] | None = None
 
 
@@ -308,7 +310,9 @@ class DeliveryWorker:
                 self._spawn(self._ordered_loop(partner.id, slots.ordered_queue))
             slots.ordered_queue.put_nowait((key, offset, task))
             return
-        if slots.waiting >= self.settings.partner_backlog:
+        now = time.time()
+        if should_spill(slots.waiting, slots.drain.per_second(now), self.settings.partner_backlog,
+                        self.policy.schedule[0], from_retry_tier=key[0] in self.topic_tier):
             self._spawn(self._spill(key, offset, task))
             return
         self._spawn(self._deliver(key, offset, task, partner, slots))
@@ -324,6 +328,7 @@ class DeliveryWorker:
             result = await self._attempt_safely(task, partner)
         finally:
             slots.sem.release()
+        slots.drain.record(time.time())
         await self._finish(key, offset, task, result)
 
     async def _attempt_safely(self, task: DeliveryTask, partner: Partner) -> SendResult:

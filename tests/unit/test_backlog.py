@@ -1,0 +1,39 @@
+"""When waiting pushes spill to the first retry tier (bridge.delivery.backlog)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.delivery.backlog import HARD_CAP_FACTOR, DrainRate, should_spill
+
+
+@pytest.mark.parametrize(("waiting", "rate", "spill"), [
+    (199, None, False),        # under the backlog: never
+    (1999, None, False),       # no answer yet (a fresh worker's burst): wait for the pace
+    (2000, None, True),
+    (500, 1000.0, False),      # a burst for a fast partner: 0.5 s of waiting beats 5 s in tier 1
+    (500, 50.0, True),         # 10 s at this pace: tier 1 is sooner
+    (200, 3.2, True),          # a partner timing out on every push (16 slots / 5 s)
+    (200 * HARD_CAP_FACTOR, 1e6, True),  # the memory bound holds whatever the pace
+])
+def test_should_spill(waiting: int, rate: float | None, spill: bool) -> None:
+    assert should_spill(waiting, rate, backlog=200, tier1_delay_s=5.0) is spill
+
+
+def test_drain_rate_decays_when_the_partner_stops_answering() -> None:
+    drain = DrainRate()
+    assert drain.per_second(0.0) is None
+    for i in range(100):
+        drain.record(i / 100)  # 100 answers in one second
+    fast = drain.per_second(1.0)
+    assert fast is not None and 95 < fast < 105
+    later = drain.per_second(60.0)  # nothing since: the pace falls, so spilling starts
+    assert later is not None and later < 2
+    assert should_spill(300, later, backlog=200, tier1_delay_s=5.0)
+    assert not should_spill(300, fast, backlog=200, tier1_delay_s=5.0)
+
+
+def test_a_task_back_from_a_retry_tier_is_not_parked_again_below_the_cap() -> None:
+    assert should_spill(500, 50.0, backlog=200, tier1_delay_s=5.0)
+    assert not should_spill(500, 50.0, backlog=200, tier1_delay_s=5.0, from_retry_tier=True)
+    assert should_spill(2000, 50.0, backlog=200, tier1_delay_s=5.0, from_retry_tier=True)
