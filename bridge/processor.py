@@ -19,6 +19,7 @@ so they never see a batch that was aborted.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -29,10 +30,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client import Counter
 
 from bridge.settings import Settings
+from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.processor")
+FAILED = Counter("bridge_stage_failures_total", "Records a stage failed on (kept on events.rejected)",
+                 ["stage"])
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class TransactionalLoop:
         self.tick_s = tick_s
         self.batch = batch
         self.group = f"{settings.app_id}-{stage}"
+        self.rejected = topic_table(settings)["events.rejected"].name
         self.legacy_group = legacy_group
         self.assigned: set[int] = set()
         self.sessions = 0  # how many times the loop (re)started: visible to tests and logs
@@ -279,7 +285,7 @@ class TransactionalLoop:
                         continue
                     if message.partition() not in self.assigned:
                         continue
-                    outputs.extend(self.handler.process(message))
+                    outputs.extend(self._process(message))
                     positions[message.partition()] = message.offset() + 1
                     handled += 1
                 now = time.time()
@@ -300,6 +306,27 @@ class TransactionalLoop:
                 log.warning("%s: closing the consumer: %s", self.stage, exc)
             if not abandoned:  # a producer stuck in a call is left alone
                 producer.flush(5)
+
+    def _process(self, message: Any) -> list[Out]:
+        """The handler's outputs; a record it fails on is kept on the rejected topic, not lost.
+
+        A bug must neither stop the stage (the thread would die and the partition stall) nor
+        drop the record silently: it goes, with the error, to ``bridge.events.rejected`` in the
+        same transaction, and the loop carries on.
+        """
+        try:
+            return self.handler.process(message)
+        except Exception as exc:  # noqa: BLE001 - classified here, once, for every stage
+            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+            log.exception("%s failed on %s; the record goes to %s", self.stage, where, self.rejected)
+            FAILED.labels(self.stage).inc()
+            value = message.value() or b""
+            return [Out(self.rejected, None, json.dumps({
+                "error": {"field": self.stage, "message": f"{type(exc).__name__}: {exc}"},
+                "source": {"topic": message.topic(), "partition": message.partition(),
+                           "offset": message.offset()},
+                "record": value.decode("utf-8", errors="replace"), "ingestTs": time.time(),
+            }, ensure_ascii=False).encode())]
 
     def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Out],
                 positions: dict[int, int]) -> None:

@@ -136,10 +136,13 @@ class Router:
             if state is not None:
                 out.extend(self._expire(partition, state, now, self.ttl_s))
         for partition, states in list(self.states.items()):  # TTL: oldest updates first
-            for state in list(states.values()):
+            for _ in range(len(states)):  # visits only the expired front, without copying
+                state = next(iter(states.values()))
                 if now - state["last"] <= self.ttl_s:
                     break
                 out.extend(self._expire(partition, state, now, self.ttl_s))
+                if states.get(state["eventId"]) is state:  # kept: a merge wait still runs
+                    states.move_to_end(state["eventId"])
         return out
 
     # --- state --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from bridge.processor import Hung, RestartSession, _bounded, transactional_id
+from bridge.processor import Hung, RestartSession, TransactionalLoop, _bounded, transactional_id
 from bridge.settings import Settings
 
 
@@ -40,3 +40,36 @@ def test_transactional_id_is_stable_only_with_a_worker_id() -> None:
     anonymous = Settings(app_id="eb")
     assert transactional_id(anonymous, "route") != transactional_id(anonymous, "route")
     assert transactional_id(anonymous, "route").startswith("eb-route-")
+
+
+class _Message:
+    def topic(self) -> str:
+        return "t.events"
+
+    def partition(self) -> int:
+        return 3
+
+    def offset(self) -> int:
+        return 41
+
+    def value(self) -> bytes:
+        return b'{"eventId": "E-1"}'
+
+
+class _Broken:
+    changelog = None
+
+    def process(self, message: object) -> list[object]:
+        raise KeyError("linkageResult")
+
+
+def test_a_record_the_stage_fails_on_is_kept_on_the_rejected_topic() -> None:
+    import json
+
+    loop = TransactionalLoop(Settings(topic_prefix="t."), "route", "t.events", _Broken())  # type: ignore[arg-type]
+    [out] = loop._process(_Message())
+    assert out.topic == "t.events.rejected"
+    kept = json.loads(out.value)
+    assert kept["error"] == {"field": "route", "message": "KeyError: 'linkageResult'"}
+    assert kept["source"] == {"topic": "t.events", "partition": 3, "offset": 41}
+    assert json.loads(kept["record"]) == {"eventId": "E-1"}

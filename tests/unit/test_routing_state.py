@@ -158,3 +158,12 @@ def test_revoked_partition_is_forgotten_and_ticks_are_skipped() -> None:
 
 def test_unreadable_record_is_skipped_not_raised() -> None:
     assert router(partner("p-a")).process(Message(b"not json")) == []
+
+
+def test_ttl_keeps_an_entry_whose_merge_wait_still_runs_and_moves_on() -> None:
+    r = router(merged(wait=10**13), sub_type=2)
+    r.process(Message(linkage_event(status=0, event_id="L-3").encode()))
+    r.process(Message(raw_event(event_id="T-2").encode()))
+    expired = r.tick(10**12)  # past both TTLs, before L-3's merge deadline
+    assert [(o.key, o.value) for o in changelog(expired)] == [(b"T-2", None)]
+    assert list(r.states[0]) == ["L-3"]
