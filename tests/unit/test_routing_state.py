@@ -8,10 +8,13 @@ changelog outputs the way a restarted worker would.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
+import pytest
+
 from bridge.events import TICK_KEY, DeliveryTask
-from bridge.processor import Out
+from bridge.processor import Out, TransactionalLoop
 from bridge.registry import DeliveryPrefs, Partner, Subscription
 from bridge.routing import Router
 from bridge.settings import Settings
@@ -39,6 +42,9 @@ class Message:
 
     def key(self) -> bytes:
         return self._key
+
+    def topic(self) -> str:
+        return "t.events"
 
     def value(self) -> bytes:
         return self._value
@@ -156,8 +162,14 @@ def test_revoked_partition_is_forgotten_and_ticks_are_skipped() -> None:
     assert r.process(Message(b"{}", key=TICK_KEY)) == []
 
 
-def test_unreadable_record_is_skipped_not_raised() -> None:
-    assert router(partner("p-a")).process(Message(b"not json")) == []
+def test_unreadable_record_is_kept_on_the_rejected_topic_by_the_loop() -> None:
+    r = router(partner("p-a"))
+    with pytest.raises(ValueError):
+        r.process(Message(b"not json"))
+    loop = TransactionalLoop(SETTINGS, "route", "t.events", r)
+    [kept] = loop._process(Message(b"not json", partition=1, offset=9))
+    assert kept.topic == "t.events.rejected" and kept.value is not None
+    assert json.loads(kept.value)["source"]["offset"] == 9
 
 
 def test_ttl_keeps_an_entry_whose_merge_wait_still_runs_and_moves_on() -> None:
