@@ -32,6 +32,8 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter
 
+from bridge.errors import BridgeError
+from bridge.kafka import read_to_end
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -231,37 +233,20 @@ class TransactionalLoop:
         entries: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
         if not partitions:
             return entries
-        reader = Consumer(self.settings.librdkafka(**{
-            "group.id": f"{self.group}-restore",  # assign() only: never joins, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            # End of partition = the last stable offset under read_committed: control records
-            # (transaction markers) are stepped over, open transactions are waited for.
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 50,
-        }))
         assert self.handler.changelog is not None
+        config = self.settings.librdkafka(**{
+            "group.id": f"{self.group}-restore",  # assign() only: never joins, never commits
+            "isolation.level": "read_committed"})
+        start = [TopicPartition(self.handler.changelog, p, -2) for p in partitions]  # -2: beginning
         try:
-            reader.assign([TopicPartition(self.handler.changelog, p, -2) for p in partitions])  # -2: beginning
-            pending = set(partitions)
-            deadline = time.monotonic() + 300
-            while pending:
-                if time.monotonic() > deadline:
-                    raise RestartSession(f"restoring {self.handler.changelog} took over 300 s")
-                for message in reader.consume(1000, 0.5):
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(message.partition())
-                            continue
-                        raise RestartSession(f"restoring {self.handler.changelog}: {error.str()}")
-                    table = entries[message.partition()]
-                    if message.value() is None:
-                        table.pop(message.key(), None)
-                    else:
-                        table[message.key()] = message.value()
-        finally:
-            reader.close()
+            for message in read_to_end(config, start, 300):
+                table = entries[message.partition()]
+                if message.value() is None:
+                    table.pop(message.key(), None)
+                else:
+                    table[message.key()] = message.value()
+        except (TimeoutError, BridgeError) as exc:
+            raise RestartSession(f"restoring {self.handler.changelog}: {exc}") from exc
         return entries
 
     def _session(self, stop: threading.Event) -> None:

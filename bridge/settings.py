@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     #: retry tier (they do when, at the partner's recent pace, they would wait longer than its
     #: delay; always beyond 10x this).
     partner_backlog: int = Field(default=200, ge=1)
+    #: A worker taking over a partition skips live tasks whose delivery id was delivered within
+    #: this many seconds (read from bridge.outcomes); 0 turns it off.
+    redelivery_window_s: float = Field(default=600.0, ge=0)
     #: Port of a delivery worker's Prometheus endpoint (0: none).
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535)
 

@@ -13,7 +13,8 @@ from bridge.events import DeliveryTask
 OUTCOME_SCHEMA = "delivery_outcome"
 
 
-def _ms(seconds: float | None) -> int | None:
+def millis(seconds: float | None) -> int | None:
+    """Epoch seconds as the whole milliseconds the Avro records carry (None for unset)."""
     return None if seconds is None or seconds <= 0 else int(seconds * 1000)
 
 
@@ -35,8 +36,8 @@ def outcome(task: DeliveryTask, result: SendResult, kind: str, attempted_at: flo
         "detail": result.detail,
         "latency_ms": result.latency_s * 1000,
         "attempted_at": int(attempted_at * 1000),
-        "next_retry_at": _ms(next_retry_at),
-        "ingested_at": _ms(task.ingest_ts),
+        "next_retry_at": millis(next_retry_at),
+        "ingested_at": millis(task.ingest_ts),
     }
 
 

@@ -29,8 +29,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.delivery.backlog import DrainRate, should_spill
 from bridge.delivery.breaker import Breakers, destination_of
+from bridge.delivery.delivered import DeliveredIds, read_recent, task_key
 from bridge.delivery.offsets import PartitionOffsets
-from bridge.delivery.records import dead_letter, encode_outcome, outcome
+from bridge.delivery.records import dead_letter, decode_outcome, encode_outcome, outcome
 from bridge.delivery.result import SendResult
 from bridge.delivery.retry import RetryPolicy
 from bridge.delivery.sender import PartnerSender, prepare
@@ -99,6 +100,9 @@ class DeliveryWorker:
         self.outcomes_topic = table["outcomes"].name
         self.state_topic = table["delivery.state"].name
         self.assigned: dict[tuple[str, int], Assignment] = {}
+        self.delivered = DeliveredIds(settings.redelivery_window_s)
+        #: Keys of tasks dispatched and not finished yet (unordered partners).
+        self.sending: set[str] = set()
         self.partners: dict[str, PartnerSlots] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,7 +120,22 @@ class DeliveryWorker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.assigned[(tp.topic, tp.partition)] = Assignment(PartitionOffsets())
-        log.info("delivery assigned %d partitions", len(partitions))
+        known = 0
+        if self.settings.redelivery_window_s > 0:
+            # What was delivered from these partitions lately (by us before a rebalance, or by
+            # a worker that crashed), so that redoing them does not push them again.
+            try:
+                recent = read_recent(
+                    self.settings.librdkafka(**{"group.id": f"{self.settings.app_id}-delivered"}),
+                    self.outcomes_topic, (tp.partition for tp in partitions),
+                    time.time() - self.settings.redelivery_window_s, decode_outcome)
+            except Exception as exc:  # noqa: BLE001 - without it we only redeliver more
+                log.warning("could not read recent outcomes (%s); duplicates are possible", exc)
+                recent = []
+            for delivery_id, at in recent:
+                self.delivered.add(delivery_id, at)
+            known = len(recent)
+        log.info("delivery assigned %d partitions (%d recent deliveries known)", len(partitions), known)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs inside consume(), on the consumer thread: commit what is settled, then forget.
@@ -302,6 +321,14 @@ class DeliveryWorker:
             assignment.offsets.settle(offset)
 
     def _dispatch(self, key: tuple[str, int], offset: int, task: DeliveryTask) -> None:
+        known = task_key(task)
+        done_or_going = known in self.delivered or known in self.sending
+        if task.trigger == "live" and done_or_going:
+            # Redone after a crash or rebalance, or a parked copy of one being pushed now: it
+            # went (or is going) out already; a failure of that push schedules its own retry.
+            DELIVERIES.labels(task.partner_id, "already_delivered").inc()
+            self._settle(key, offset)
+            return
         partner = self.view.partner(task.partner_id)
         if partner is None or partner.state != "active":
             reason = "partner deleted" if partner is None else "partner disabled"
@@ -320,10 +347,18 @@ class DeliveryWorker:
                         self.policy.schedule[0], from_retry_tier=key[0] in self.topic_tier):
             self._spawn(self._spill(key, offset, task))
             return
+        self.sending.add(known)
         self._spawn(self._deliver(key, offset, task, partner, slots))
 
     async def _deliver(self, key: tuple[str, int], offset: int, task: DeliveryTask,
                        partner: Partner, slots: PartnerSlots) -> None:
+        try:
+            await self._deliver_in_slot(key, offset, task, partner, slots)
+        finally:
+            self.sending.discard(task_key(task))
+
+    async def _deliver_in_slot(self, key: tuple[str, int], offset: int, task: DeliveryTask,
+                               partner: Partner, slots: PartnerSlots) -> None:
         slots.waiting += 1
         try:
             await slots.sem.acquire()
@@ -412,6 +447,7 @@ class DeliveryWorker:
         pkey = task.partner_id.encode()
         if result.kind == "delivered":
             kind, next_at = "delivered", None
+            self.delivered.add(task_key(task), now)
             if task.ingest_ts:
                 E2E.observe(max(0.0, now - task.ingest_ts))
         else:

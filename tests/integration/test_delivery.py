@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from bridge.delivery import signing
@@ -294,3 +295,51 @@ def _push_retrying(http: TestClient, event_id: str) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"ingest never recovered: {answer.status_code} {answer.text}")
+
+
+@pytest.mark.parametrize(("window_s", "pushed_again"), [(600.0, 0), (0.0, 20)])
+def test_redone_partition_does_not_push_what_was_delivered(kafka_settings: Settings, fake_partner: FakePartner,
+                                                           window_s: float, pushed_again: int) -> None:
+    """A worker that redoes a partition (its predecessor died before committing) skips the
+    delivery ids it finds delivered in bridge.outcomes (BRIDGE_REDELIVERY_WINDOW_S; 0 turns
+    that off, and then everything is pushed again); a replay still re-delivers on purpose."""
+    with running_stack(stack_settings(kafka_settings, partitions=1, redelivery_window_s=window_s)) as stack:
+        _redo_partition(stack, fake_partner, pushed_again)
+
+
+def _redo_partition(stack: Stack, fake_partner: FakePartner, pushed_again: int) -> None:
+    pid = stack.partner(fake_partner.url("/ok/redo"))
+    worker = stack.worker()
+    for i in range(20):
+        stack.push(f"redo-{i}")
+    fake_partner.wait_ok("/ok/redo", 20)
+    worker.stop()
+    # What a crash before the offset commit leaves: the group's offsets back at the start.
+    settings = stack.settings
+    topic = settings.topic_prefix + "deliveries"
+    group = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-delivery"}))
+    group.commit(offsets=[TopicPartition(topic, p, 0) for p in range(settings.partitions)],
+                 asynchronous=False)
+    ends = [group.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(settings.partitions)]
+    reset = group.committed([TopicPartition(topic, p) for p in range(settings.partitions)], timeout=10)
+    group.close()
+    assert [tp.offset for tp in reset] == [0] * settings.partitions and all(e > 20 for e in ends)
+    stack.worker()
+    # Wait until the new worker has read the whole partition again and committed past it.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        probe = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-delivery"}))
+        committed = probe.committed([TopicPartition(topic, p) for p in range(settings.partitions)], timeout=10)
+        probe.close()
+        # end - 1: the log's last offset is routing's transaction marker, which no consumer reads.
+        if all(tp.offset >= end - 1 for tp, end in zip(committed, ends)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the new worker did not get through the partition")
+    assert len(fake_partner.ok("/ok/redo")) == 20 + pushed_again
+    replay = stack.http.post("/admin/v1/replays", headers=ADMIN,
+                             json={"partnerId": pid, "fromTime": "2020-01-01T00:00:00Z"})
+    assert replay.status_code == 202, replay.text
+    # A replay is asked for: it re-delivers whatever was delivered.
+    assert len(fake_partner.wait_ok("/ok/redo", 40 + pushed_again)) == 40 + pushed_again

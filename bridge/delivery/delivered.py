@@ -1,0 +1,103 @@
+"""Which tasks were delivered lately: so a worker that redoes a partition skips them.
+
+A partition's commit point is its lowest unsettled task, so after a crash or a rebalance the next
+owner re-reads tasks that were delivered already (and, for spilled tasks, their copies). Delivery
+ids are deterministic, and every delivery writes an outcome to ``bridge.outcomes``, keyed by
+partnerId like the task topics and with the same partition count: on assignment the worker reads
+the recent outcomes of the same partition numbers and does not push those tasks again. Only for
+live tasks: a replay or a redrive is asked for, and re-delivers on purpose.
+
+A task is known by its delivery id *and* its event's ingest time: a platform re-send of the same
+report is a new ingest (routed again when correlation lets it through, e.g. after its TTL) and
+is pushed, while the same task read twice (a redone offset, a parked copy) is not.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bridge.delivery.records import millis
+from bridge.events import DeliveryTask
+from bridge.kafka import read_to_end
+
+
+def instance_key(delivery_id: str, ingested_ms: int | None) -> str:
+    return f"{delivery_id}@{ingested_ms or 0}"
+
+
+def task_key(task: DeliveryTask) -> str:
+    """What identifies one routed task (the same for its parked copies and redone reads)."""
+    return instance_key(task.delivery_id, millis(task.ingest_ts))
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    return round(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
+
+
+class DeliveredIds:
+    """Task keys delivered within the last ``window_s`` seconds (oldest forgotten first)."""
+
+    def __init__(self, window_s: float, limit: int = 1_000_000) -> None:
+        self.window_s = window_s
+        self.limit = limit
+        self._at: OrderedDict[str, float] = OrderedDict()
+        # Filled from the consumer thread (assignment) and the event loop (deliveries).
+        self._lock = threading.Lock()
+
+    def add(self, delivery_id: str, at: float) -> None:
+        now = time.time()
+        if now - at > self.window_s:
+            return
+        with self._lock:
+            self._at[delivery_id] = max(at, self._at.get(delivery_id, at))
+            self._at.move_to_end(delivery_id)
+            self._trim(now)
+
+    def __contains__(self, delivery_id: object) -> bool:
+        with self._lock:
+            at = self._at.get(delivery_id)  # type: ignore[arg-type]
+        return at is not None and time.time() - at <= self.window_s
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def _trim(self, now: float) -> None:
+        while self._at:
+            oldest, at = next(iter(self._at.items()))
+            if now - at <= self.window_s and len(self._at) <= self.limit:
+                break
+            del self._at[oldest]
+
+
+def read_recent(config: dict[str, Any], topic: str, partitions: Iterable[int], since: float,
+                decode: Callable[[bytes], dict[str, Any]], timeout_s: float = 60.0) -> list[tuple[str, float]]:
+    """(task key, attempted at) of the ``delivered`` outcomes written since ``since``."""
+    numbers = sorted(set(partitions))
+    if not numbers:
+        return []
+    reader = Consumer({**config, "enable.auto.commit": False})
+    try:
+        starts = reader.offsets_for_times(
+            [TopicPartition(topic, p, int(since * 1000)) for p in numbers], timeout=10)
+    finally:
+        reader.close()
+    # -1: nothing written since then in that partition.
+    live = [tp for tp in starts if tp.offset >= 0]
+    found: list[tuple[str, float]] = []
+    for message in read_to_end(config, live, timeout_s) if live else ():
+        try:
+            record = decode(message.value())
+        except Exception:  # noqa: BLE001 - an unreadable outcome only costs a duplicate
+            continue
+        if record.get("result") == "delivered":
+            at = (_epoch_ms(record["attempted_at"]) or 0) / 1000
+            found.append((instance_key(record["delivery_id"], _epoch_ms(record.get("ingested_at"))), at))
+    return found
