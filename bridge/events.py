@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 Trigger = Literal["live", "retry", "replay", "redrive"]
 
-#: Key of the control records a worker writes to its own ``bridge.events`` partitions so that held
-#: events and state TTLs are handled by that partition's agent (the only place its table
-#: partition may be written). Every reader of ``bridge.events`` skips them.
+#: Key of the control records older (Faust) workers wrote to their own ``bridge.events``
+#: partitions to drive correlation timers; they may still be in the log, so every reader of
+#: ``bridge.events`` skips them. Nothing writes them any more (timers run in the routing loop).
 TICK_KEY = b"__bridge_tick__"
 
 

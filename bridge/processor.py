@@ -130,15 +130,12 @@ class TransactionalLoop:
         self.rejected = topic_table(settings)["events.rejected"].name
         self.legacy_group = legacy_group
         self.assigned: set[int] = set()
-        self.sessions = 0  # how many times the loop (re)started: visible to tests and logs
-        self.processed = 0
 
     # --- sessions ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         delay = 0.5
         while not stop.is_set():
-            self.sessions += 1
             try:
                 self._session(stop)
                 delay = 0.5
@@ -259,7 +256,6 @@ class TransactionalLoop:
                 messages = consumer.consume(self.batch, 0) or consumer.consume(1, 0.1)
                 outputs: list[Out] = []
                 positions: dict[int, int] = {}
-                handled = 0
                 for message in messages:
                     error = message.error()
                     if error is not None:
@@ -272,7 +268,6 @@ class TransactionalLoop:
                         continue
                     outputs.extend(self._process(message))
                     positions[message.partition()] = message.offset() + 1
-                    handled += 1
                 now = time.time()
                 if now >= next_tick:
                     outputs.extend(self.handler.tick(now))
@@ -283,7 +278,6 @@ class TransactionalLoop:
                     except Hung:
                         abandoned = True
                         raise
-                    self.processed += handled
         finally:
             try:
                 consumer.close()

@@ -52,18 +52,18 @@ class DeliveredIds:
         # Filled from the consumer thread (assignment) and the event loop (deliveries).
         self._lock = threading.Lock()
 
-    def add(self, delivery_id: str, at: float) -> None:
+    def add(self, key: str, at: float) -> None:
         now = time.time()
         if now - at > self.window_s:
             return
         with self._lock:
-            self._at[delivery_id] = max(at, self._at.get(delivery_id, at))
-            self._at.move_to_end(delivery_id)
+            self._at[key] = max(at, self._at.get(key, at))
+            self._at.move_to_end(key)
             self._trim(now)
 
-    def __contains__(self, delivery_id: object) -> bool:
+    def __contains__(self, key: object) -> bool:
         with self._lock:
-            at = self._at.get(delivery_id)  # type: ignore[arg-type]
+            at = self._at.get(key)  # type: ignore[arg-type]
         return at is not None and time.time() - at <= self.window_s
 
     def __len__(self) -> int:

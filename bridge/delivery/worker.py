@@ -132,8 +132,8 @@ class DeliveryWorker:
             except Exception as exc:  # noqa: BLE001 - without it we only redeliver more
                 log.warning("could not read recent outcomes (%s); duplicates are possible", exc)
                 recent = []
-            for delivery_id, at in recent:
-                self.delivered.add(delivery_id, at)
+            for known, at in recent:
+                self.delivered.add(known, at)
             known = len(recent)
         log.info("delivery assigned %d partitions (%d recent deliveries known)", len(partitions), known)
 
@@ -322,8 +322,7 @@ class DeliveryWorker:
 
     def _dispatch(self, key: tuple[str, int], offset: int, task: DeliveryTask) -> None:
         known = task_key(task)
-        done_or_going = known in self.delivered or known in self.sending
-        if task.trigger == "live" and done_or_going:
+        if task.trigger == "live" and (known in self.delivered or known in self.sending):
             # Redone after a crash or rebalance, or a parked copy of one being pushed now: it
             # went (or is going) out already; a failure of that push schedules its own retry.
             DELIVERIES.labels(task.partner_id, "already_delivered").inc()
@@ -348,14 +347,14 @@ class DeliveryWorker:
             self._spawn(self._spill(key, offset, task))
             return
         self.sending.add(known)
-        self._spawn(self._deliver(key, offset, task, partner, slots))
+        self._spawn(self._deliver(key, offset, task, partner, slots, known))
 
     async def _deliver(self, key: tuple[str, int], offset: int, task: DeliveryTask,
-                       partner: Partner, slots: PartnerSlots) -> None:
+                       partner: Partner, slots: PartnerSlots, known: str) -> None:
         try:
             await self._deliver_in_slot(key, offset, task, partner, slots)
         finally:
-            self.sending.discard(task_key(task))
+            self.sending.discard(known)
 
     async def _deliver_in_slot(self, key: tuple[str, int], offset: int, task: DeliveryTask,
                                partner: Partner, slots: PartnerSlots) -> None:
