@@ -503,6 +503,7 @@ class BridgeStack:
         """
         from confluent_kafka import Producer
 
+        from bridge.kafka import client_config
         from bridge.partners import SecretBox, new_app_secret
         from bridge.registry import EncryptedSecret, Partner, Subscription, encode_partner, encode_subscription
         from bridge.topics import topic_table
@@ -511,7 +512,7 @@ class BridgeStack:
         table = topic_table(self.settings)
         assert self.settings.secret_key is not None
         token = SecretBox(self.settings.secret_key.get_secret_value()).seal(secret or new_app_secret())
-        producer = Producer(self.settings.librdkafka(**{"linger.ms": 20, "acks": "all",
+        producer = Producer(client_config(self.settings, **{"linger.ms": 20, "acks": "all",
                                                          "enable.idempotence": True}))
         now = time.time()
         for i in range(partners):
@@ -728,7 +729,7 @@ def produce_raw(bootstrap: str, topic: str, pushes: Sequence[Push], rate: float 
     """
     from confluent_kafka import Producer
 
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    conf = kafka_config(bootstrap)
     if bridge_like:
         conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
     producer = Producer(conf)
@@ -750,10 +751,18 @@ def produce_raw(bootstrap: str, topic: str, pushes: Sequence[Push], rate: float 
             "produce_s": produced, "acked_s": time.perf_counter() - start}
 
 
+def kafka_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """The bridge's client configuration (security settings from BRIDGE_KAFKA_*) for ``bootstrap``."""
+    from bridge.kafka import client_config
+    from bridge.settings import get_settings
+
+    return client_config(get_settings().model_copy(update={"kafka_bootstrap": bootstrap}), **overrides)
+
+
 def create_topic(bootstrap: str, name: str, partitions: int = 6) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_config(bootstrap))
     futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30)
     for future in futures.values():
         future.result()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import http_clients
-from bench.harness import EMPTY_PUSH, Push, Receiver, _produce, create_topic, log
+from bench.harness import EMPTY_PUSH, Push, Receiver, _produce, create_topic, kafka_config, log
 
 
 def _event_records(pushes: Sequence[Push]) -> list[bytes]:
@@ -50,8 +50,8 @@ def kafka_limit(bootstrap: str, pushes: Sequence[Push], partitions: int = 6,
     records = _event_records(pushes)
     if len(records) < min_records:
         records = (records * (min_records // len(records) + 1))[:min_records]
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "compression.type": "lz4"})
+    producer = Producer(kafka_config(bootstrap, **{"enable.idempotence": True, "acks": "all",
+                                                    "linger.ms": 5, "compression.type": "lz4"}))
     # Not timed: metadata, the idempotent producer id, the partition leaders.
     _produce(producer, topic, b"warm-up", b"{}")
     producer.flush(30)
@@ -61,8 +61,8 @@ def kafka_limit(bootstrap: str, pushes: Sequence[Push], partitions: int = 6,
     left = producer.flush(max_seconds)
     produce_s = time.perf_counter() - t0
     # assign() rather than subscribe(): no group join in the timing, only fetching.
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"limit-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    consumer = Consumer(kafka_config(bootstrap, **{"group.id": f"limit-{uuid.uuid4().hex}",
+                                                    "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     want = len(records) - left + 1  # + the warm-up record
     got = 0
@@ -118,9 +118,9 @@ def raw_pipeline(bootstrap: str, pushes: Sequence[Push], urls: dict[int, list[st
     create_topic(bootstrap, topic, 6)
     total_events = sum(p.events for p in pushes)
     stats: dict[str, Any] = {"events": 0, "posts": 0, "errors": 0}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rawpipe-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5,
-                         "fetch.min.bytes": 1})
+    consumer = Consumer(kafka_config(bootstrap, **{"group.id": f"rawpipe-{uuid.uuid4().hex}",
+                                                    "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5,
+                                                    "fetch.min.bytes": 1}))
     consumer.subscribe([topic])
     # Join the group before producing, so the first records are not read late.
     deadline = time.monotonic() + 20
@@ -128,8 +128,8 @@ def raw_pipeline(bootstrap: str, pushes: Sequence[Push], urls: dict[int, list[st
         consumer.poll(0.1)
 
     def produce() -> None:
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all",
-                             "enable.idempotence": True})
+        producer = Producer(kafka_config(bootstrap, **{"linger.ms": 0, "acks": "all",
+                                                        "enable.idempotence": True}))
         _produce(producer, topic, None, EMPTY_PUSH)  # type: ignore[arg-type]  # warm-up, not timed
         producer.flush(30)
         start = time.perf_counter()

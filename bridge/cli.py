@@ -47,11 +47,11 @@ def _settings(**updates: Any) -> Settings:
 PortOpt = Annotated[int | None, typer.Option("--port", help="Broker port (default BRIDGE_KAFKA_PORT, 9092).")]
 
 
-def _local(port: int | None) -> Any:
+def _local(port: int | None, sasl_ssl_port: int | None = None) -> Any:
     from bridge.localkafka import LocalKafka
 
     settings = _settings(kafka_port=port)
-    return LocalKafka(settings.cache_dir, settings.kafka_port, settings.kafka_heap)
+    return LocalKafka(settings.cache_dir, settings.kafka_port, settings.kafka_heap, sasl_ssl_port)
 
 
 def _print_status(status: Any) -> None:
@@ -70,9 +70,11 @@ def _print_status(status: Any) -> None:
 def kafka_start(
     port: PortOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start on empty data (when not running).")] = False,
+    sasl_ssl_port: Annotated[int | None, typer.Option(
+        "--sasl-ssl-port", help="Also listen here with SASL_SSL (SCRAM, a generated CA and password).")] = None,
 ) -> None:
     """Fetch (once), format (once) and start the broker; a no-op if it already runs."""
-    broker = _local(port)
+    broker = _local(port, sasl_ssl_port)
     if fresh and broker.running_pid() is None:
         import shutil
 
@@ -91,6 +93,9 @@ def kafka_start(
         f"Kafka {status.version} {'started' if started else 'already running'} on "
         f"{status.address} (pid {status.pid})"
     )
+    if broker.sasl_ssl_port is not None:
+        console.print(f"SASL_SSL on 127.0.0.1:{broker.sasl_ssl_port}; client settings (with the generated "
+                      f"password) in {broker.client_env_file}", highlight=False)
 
 
 @kafka_app.command("stop")
@@ -560,9 +565,12 @@ def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") 
     from bridge.app import create_app, run_worker
     from bridge.delivery import stage as delivery
 
+    from bridge.kafka import check_connection
+
     settings = get_settings()
     try:
         settings.require_secrets()
+        check_connection(settings)
     except BridgeError as exc:
         raise _fail(exc) from None
     # The stages a worker runs, in pipeline order; each registers its task on the Faust app, which
@@ -584,9 +592,12 @@ def api(
 
     from bridge.api import create_app as create_api
 
+    from bridge.kafka import check_connection
+
     settings = _settings(http_host=host, http_port=port)
     try:
         settings.require_secrets()
+        check_connection(settings)
     except BridgeError as exc:
         raise _fail(exc) from None
     uvicorn.run(create_api(settings), host=settings.http_host, port=settings.http_port,

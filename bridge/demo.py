@@ -28,6 +28,7 @@ from bridge.delivery.records import decode_outcome
 from bridge.settings import Settings
 from bridge.simulate import FAMILY_TYPES, SendStats, Simulator, http_sender, run
 from bridge.topics import topic_table
+from bridge.kafka import client_config
 
 SUBSCRIBE = "/artemis/api/eventService/v1/eventSubscriptionByEventTypes"
 
@@ -91,7 +92,7 @@ class LiveCounts:
         self._stop = threading.Event()
         table = topic_table(settings)
         self._deliveries = table["deliveries"].name
-        self._consumer = Consumer(settings.librdkafka(**{
+        self._consumer = Consumer(client_config(settings, **{
             "group.id": f"demo-summary-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
             "enable.auto.commit": False}))
         self._consumer.subscribe([self._deliveries, table["outcomes"].name])

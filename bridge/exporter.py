@@ -23,6 +23,7 @@ from bridge.errors import InvalidInput, KafkaUnavailable
 from bridge.events import EventRecord
 from bridge.settings import Settings
 from bridge.topics import topic_table
+from bridge.kafka import client_config
 
 #: topic kind → (logical topic, schema name, decoder of a record value)
 KINDS: dict[str, tuple[str, str, Callable[[bytes], dict[str, Any]]]] = {
@@ -60,7 +61,7 @@ def export(settings: Settings, kind: str, start: float, end: float | None, out: 
     topic = topic_table(settings)[logical].name
     schema = schemas.load(schema_name)
     out.mkdir(parents=True, exist_ok=True)
-    consumer = Consumer(settings.librdkafka(**{"group.id": f"export-{uuid.uuid4().hex}",
+    consumer = Consumer(client_config(settings, **{"group.id": f"export-{uuid.uuid4().hex}",
                                                "enable.auto.commit": False}))
     writers: dict[str, tuple[BinaryIO, Writer, list[int]]] = {}
     try:

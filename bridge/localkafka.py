@@ -5,14 +5,22 @@ and ``mvn dependency:copy-dependencies`` copies its runtime classpath into
 ``<cache_dir>/kafka-<version>/libs`` once. Each broker instance (one per port) keeps its files in
 ``<cache_dir>/broker-<port>/``: ``server.properties``, ``data/``, ``broker.log`` and ``state.json``
 (pid, version, paths). ``start`` is idempotent and, after a crash or SIGKILL, restarts on the same data.
+
+With ``sasl_ssl_port`` the broker also listens there with SASL_SSL (SCRAM-SHA-256/512) behind a
+certificate from a CA generated for this broker (``tls/ca.pem``, valid for 127.0.0.1 and localhost);
+the SCRAM user and its generated password are in ``client.env`` (mode 0600), as the ``BRIDGE_KAFKA_*``
+settings a client needs. The PLAINTEXT listener stays, for the broker's own readiness checks.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -24,7 +32,13 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from bridge.errors import LocalKafkaError
+from bridge.errors import BridgeError, LocalKafkaError
+from bridge.kafka import check_connection, client_config
+from bridge.settings import Settings
+
+#: The SCRAM user ``start --sasl-ssl-port`` creates.
+SCRAM_USER = "bridge"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 POM = resources.files("bridge") / "resources" / "kafka-pom.xml"
 
@@ -62,6 +76,7 @@ class BrokerState:
     log_file: str
     data_dir: str
     started_at: float
+    sasl_ssl_port: int | None = None
 
 
 @dataclass
@@ -110,11 +125,16 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _plain(bootstrap: str) -> Settings:
+    """Settings for a local broker's own PLAINTEXT listener, whatever BRIDGE_KAFKA_* says."""
+    return Settings.model_construct(kafka_bootstrap=bootstrap)
+
+
 def metadata_ready(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request."""
+    """True when a (PLAINTEXT) broker at ``bootstrap`` answers a metadata request."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet})
+    admin = AdminClient(client_config(_plain(bootstrap), log_level=0, logger=_quiet))
     try:
         metadata = admin.list_topics(timeout=timeout)
     except Exception:  # KafkaException on timeout: not ready, which is the answer
@@ -135,10 +155,12 @@ _quiet = _QuietLogger()
 class LocalKafka:
     """One local broker instance, identified by its port."""
 
-    def __init__(self, cache_dir: Path, port: int = 9092, heap: str = "512m") -> None:
+    def __init__(self, cache_dir: Path, port: int = 9092, heap: str = "512m",
+                 sasl_ssl_port: int | None = None) -> None:
         self.cache_dir = Path(cache_dir).expanduser()
         self.port = port
         self.heap = heap
+        self.sasl_ssl_port = sasl_ssl_port
         self.version = pinned_version()
         self.libs = self.cache_dir / f"kafka-{self.version}" / "libs"
         self.home = self.cache_dir / f"broker-{port}"
@@ -146,10 +168,117 @@ class LocalKafka:
         self.log_file = self.home / "broker.log"
         self.state_file = self.home / "state.json"
         self.controller_port = port + 1
+        self.tls_dir = self.home / "tls"
+        self.client_env_file = self.home / "client.env"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    # --- SASL_SSL listener ------------------------------------------------------------------
+
+    def client_env(self) -> dict[str, str]:
+        """The ``BRIDGE_KAFKA_*`` settings of a client of the SASL_SSL listener (has the password)."""
+        try:
+            lines = self.client_env_file.read_text().splitlines()
+        except OSError as exc:
+            raise LocalKafkaError(f"no SASL_SSL credentials in {self.client_env_file}: start the broker "
+                                  "with --sasl-ssl-port") from exc
+        return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+    def client_settings(self, **changes: object) -> Settings:
+        """Settings that reach this broker's SASL_SSL listener (``changes`` on top)."""
+        env = self.client_env()
+        return Settings(**{name.removeprefix("BRIDGE_").lower(): value for name, value in env.items()},
+                        **changes)
+
+    def _ensure_tls(self) -> None:
+        """A CA and a broker certificate for 127.0.0.1 / localhost, made once per broker home."""
+        if (self.tls_dir / "broker.pem").exists():
+            return
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"event-bridge local CA {self.port}")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5))
+              .not_valid_after(now + datetime.timedelta(days=365))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                           key_encipherment=False, data_encipherment=False,
+                                           key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                           encipher_only=False, decipher_only=False), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+                .issuer_name(ca_name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=365))
+                .add_extension(x509.SubjectAlternativeName([
+                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                    critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        pem = serialization.Encoding.PEM
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        (self.tls_dir / "ca.pem").write_bytes(ca.public_bytes(pem))
+        # Kafka's PEM key store: an unencrypted PKCS#8 key, then the chain.
+        broker = self.tls_dir / "broker.pem"
+        broker.touch(mode=0o600)
+        broker.write_bytes(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            + cert.public_bytes(pem) + ca.public_bytes(pem))
+
+    def _ensure_credentials(self) -> None:
+        """The SCRAM user's password, generated once per broker home, as client settings."""
+        if self.client_env_file.exists():
+            return
+        assert self.sasl_ssl_port is not None
+        self.client_env_file.touch(mode=0o600)
+        self.client_env_file.write_text("\n".join([
+            "# Settings of a client of the local broker's SASL_SSL listener (generated; secret).",
+            f"BRIDGE_KAFKA_BOOTSTRAP=127.0.0.1:{self.sasl_ssl_port}",
+            "BRIDGE_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+            f"BRIDGE_KAFKA_SASL_MECHANISM={SCRAM_MECHANISM}",
+            f"BRIDGE_KAFKA_SASL_USERNAME={SCRAM_USER}",
+            f"BRIDGE_KAFKA_SASL_PASSWORD={secrets.token_urlsafe(24)}",
+            f"BRIDGE_KAFKA_SSL_CA_FILE={self.tls_dir / 'ca.pem'}",
+            "",
+        ]))
+
+    def _upsert_scram_user(self, timeout: float = 30.0) -> None:
+        """Create (or reset) the SCRAM user over the PLAINTEXT listener, then log in with it."""
+        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                           UserScramCredentialUpsertion)
+
+        password = self.client_env()["BRIDGE_KAFKA_SASL_PASSWORD"].encode()
+        admin = AdminClient(client_config(_plain(self.bootstrap)))
+        try:
+            # One request per mechanism: Kafka refuses two changes to one user in one request.
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+                upsert = UserScramCredentialUpsertion(SCRAM_USER, ScramCredentialInfo(mechanism, 8192), password)
+                for future in admin.alter_user_scram_credentials([upsert], request_timeout=timeout).values():
+                    future.result()
+        except Exception as exc:  # KafkaException: the broker refused; say which step failed
+            raise LocalKafkaError(f"creating the SCRAM user {SCRAM_USER!r} failed: {exc}") from exc
+        deadline = time.monotonic() + timeout
+        while True:  # SCRAM credentials reach the SASL_SSL listener through the metadata log
+            try:
+                check_connection(self.client_settings(), timeout=5.0)
+                return
+            except BridgeError as exc:
+                if time.monotonic() > deadline:
+                    raise LocalKafkaError(f"the SASL_SSL listener on port {self.sasl_ssl_port} refuses "
+                                          f"the generated credentials: {exc}") from exc
+                time.sleep(0.5)
 
     # --- prerequisites ---------------------------------------------------------------------
 
@@ -238,19 +367,37 @@ class LocalKafka:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def _sasl_ssl_config(self) -> list[str]:
+        if self.sasl_ssl_port is None:
+            return []
+        jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={jaas}",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.tls_dir / 'broker.pem'}",
+        ]
+
     def _write_config(self) -> Path:
         props = self.home / "server.properties"
+        secure = self.sasl_ssl_port is not None
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        if secure:
+            listeners.append(f"SASL_SSL://127.0.0.1:{self.sasl_ssl_port}")
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"listeners={','.join(listeners)},"
                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners={','.join(listeners)}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+                    + (",SASL_SSL:SASL_SSL" if secure else ""),
+                    *self._sasl_ssl_config(),
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self.data_dir}",
                     # The bridge creates its own topics with the partition counts it checks.
@@ -290,16 +437,27 @@ class LocalKafka:
     def start(self, wait: float = 180.0) -> tuple[BrokerStatus, bool]:
         """Start the broker unless it runs; returns (status, started_now)."""
         if self.running_pid() is not None:
+            state = self.read_state()
+            running_with = state.sasl_ssl_port if state else None
+            if self.sasl_ssl_port is not None and running_with != self.sasl_ssl_port:
+                raise LocalKafkaError(
+                    f"the broker on port {self.port} runs without a SASL_SSL listener on "
+                    f"{self.sasl_ssl_port}: stop it first (`event-bridge kafka stop --port {self.port}`)")
+            self.sasl_ssl_port = running_with
             return self.wait_ready(wait), False
-        if _port_in_use(self.port) or _port_in_use(self.controller_port):
+        ports = [self.port, self.controller_port, *([self.sasl_ssl_port] if self.sasl_ssl_port else [])]
+        if any(_port_in_use(p) for p in ports):
             raise LocalKafkaError(
-                f"port {self.port} or {self.controller_port} on 127.0.0.1 is taken by another "
+                f"port {' or '.join(map(str, ports))} on 127.0.0.1 is taken by another "
                 f"process: stop it (`ss -ltnp | grep {self.port}`) or choose another port "
                 "(--port / BRIDGE_KAFKA_PORT)"
             )
         java = self.check_java()
         self.fetch()
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.sasl_ssl_port is not None:
+            self._ensure_tls()
+            self._ensure_credentials()
         props = self._write_config()
         state = self.read_state()
         cluster_id = state.cluster_id if state else ""
@@ -320,9 +478,13 @@ class LocalKafka:
             )
         self.state_file.write_text(
             json.dumps(asdict(BrokerState(proc.pid, self.port, self.version, cluster_id,
-                                          str(self.log_file), str(self.data_dir), time.time())))
+                                          str(self.log_file), str(self.data_dir), time.time(),
+                                          self.sasl_ssl_port)))
         )
-        return self.wait_ready(wait, proc), True
+        status = self.wait_ready(wait, proc)
+        if self.sasl_ssl_port is not None:
+            self._upsert_scram_user()
+        return status, True
 
     def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> BrokerStatus:
         deadline = time.monotonic() + timeout

@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from prometheus_client import Counter
 
 from bridge.errors import BridgeError
-from bridge.kafka import read_to_end
+from bridge.kafka import client_config, read_to_end
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -149,7 +149,7 @@ class TransactionalLoop:
                 self.assigned.clear()
 
     def _producer(self) -> Producer:
-        producer = Producer(self.settings.librdkafka(**{
+        producer = Producer(client_config(self.settings, **{
             "transactional.id": transactional_id(self.settings, self.stage),
             "transaction.timeout.ms": int(self.settings.transaction_timeout_s * 1000),
             "enable.idempotence": True,
@@ -167,7 +167,7 @@ class TransactionalLoop:
         return producer
 
     def _consumer(self) -> Consumer:
-        consumer = Consumer(self.settings.librdkafka(**{
+        consumer = Consumer(client_config(self.settings, **{
             "group.id": self.group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -204,7 +204,7 @@ class TransactionalLoop:
         fresh = [TopicPartition(tp.topic, tp.partition) for tp in committed if tp.offset < 0]
         if not fresh:
             return
-        reader = Consumer(self.settings.librdkafka(**{"group.id": self.legacy_group,
+        reader = Consumer(client_config(self.settings, **{"group.id": self.legacy_group,
                                                       "enable.auto.commit": False}))
         try:
             legacy = {tp.partition: tp.offset for tp in reader.committed(fresh, timeout=30) if tp.offset >= 0}
@@ -231,7 +231,7 @@ class TransactionalLoop:
         if not partitions:
             return entries
         assert self.handler.changelog is not None
-        config = self.settings.librdkafka(**{
+        config = client_config(self.settings, **{
             "group.id": f"{self.group}-restore",  # assign() only: never joins, never commits
             "isolation.level": "read_committed"})
         start = [TopicPartition(self.handler.changelog, p, -2) for p in partitions]  # -2: beginning

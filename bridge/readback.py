@@ -16,13 +16,13 @@ from confluent_kafka import Consumer, TopicPartition
 from bridge.delivery.records import decode_outcome, task_from_dead_letter
 from bridge.errors import KafkaUnavailable
 from bridge.events import DeliveryTask
-from bridge.kafka import AsyncProducer
+from bridge.kafka import AsyncProducer, client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 
 def _consumer(settings: Settings) -> Consumer:
-    return Consumer(settings.librdkafka(**{
+    return Consumer(client_config(settings, **{
         "group.id": f"readback-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True}))
 

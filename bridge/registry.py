@@ -27,7 +27,7 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from bridge.errors import KafkaUnavailable
-from bridge.kafka import AsyncProducer
+from bridge.kafka import AsyncProducer, client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -226,7 +226,7 @@ class RegistryView:
     def _connect(self) -> tuple[Consumer, dict[str, int]]:
         """A consumer assigned to the registry from the beginning, and the end offsets now."""
         consumer = Consumer(
-            self._settings.librdkafka(
+            client_config(self._settings,
                 **{
                     # Never commits: every process reads the whole registry from the start.
                     "group.id": f"registry-view-{uuid.uuid4().hex}",

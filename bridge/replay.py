@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.errors import InvalidInput, KafkaUnavailable, NotFound
 from bridge.events import EventRecord
-from bridge.kafka import AsyncProducer
+from bridge.kafka import AsyncProducer, client_config
 from bridge.registry import RegistryView
 from bridge.matching import route
 from bridge.settings import Settings
@@ -76,7 +76,7 @@ class ReplayProgress:
 
 
 def _consumer(settings: Settings) -> Consumer:
-    return Consumer(settings.librdkafka(**{
+    return Consumer(client_config(settings, **{
         "group.id": f"replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True}))
 

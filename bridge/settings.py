@@ -8,17 +8,20 @@ Call :func:`get_settings` where settings are needed; nothing holds an import-tim
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bridge.errors import ConfigError
 
 Mode = Literal["prod", "dev"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 #: Event statuses (architecture B6): 0 instant, 1 start, 2 stop, 3 pulse, 4 linkage update,
 #: 5 asynchronous picture, 8 remark.
@@ -53,6 +56,22 @@ class Settings(BaseSettings):
     events_retention_hours: int = Field(default=7 * 24, ge=1)
     #: Consumer group / Faust application id.
     app_id: str = "event-bridge"
+    #: How every client reaches the brokers (librdkafka ``security.protocol``).
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    #: SASL mechanism, required with SASL_PLAINTEXT and SASL_SSL.
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    #: PEM file of the CA(s) that signed the brokers' certificates (default: the system's).
+    kafka_ssl_ca_file: Path | None = None
+    #: PEM client certificate and key, for brokers that require mutual TLS.
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    #: Any other librdkafka property, as a JSON object of strings, e.g.
+    #: ``BRIDGE_KAFKA_EXTRA='{"client.rack": "eu-1a", "ssl.endpoint.identification.algorithm": "none"}'``.
+    #: Applied last, to every client; kept out of repr because it may hold secrets.
+    kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
 
     # --- Local broker (``event-bridge kafka``) -------------------------------------------------
     #: Where the fetched broker classpath and local broker data live (outside the repository).
@@ -163,13 +182,44 @@ class Settings(BaseSettings):
             ipaddress.ip_network(cidr, strict=False)  # raises ValueError naming the bad CIDR
         return value
 
-    # --- derived views ---------------------------------------------------------------------
+    @field_validator("kafka_extra", mode="before")
+    @classmethod
+    def _extra(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"BRIDGE_KAFKA_EXTRA must be a JSON object of librdkafka properties: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError("BRIDGE_KAFKA_EXTRA must be a JSON object of librdkafka properties")
+        bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))]
+        if bad:
+            raise ValueError(f"BRIDGE_KAFKA_EXTRA values must be strings or numbers: {sorted(bad)}")
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
 
-    def librdkafka(self, **extra: Any) -> dict[str, Any]:
-        """Base confluent-kafka configuration for this deployment."""
-        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
-        config.update(extra)
-        return config
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            missing = [f"BRIDGE_{name.upper()}" for name in
+                       ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                       if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"BRIDGE_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}")
+        uses_tls = protocol in ("SSL", "SASL_SSL")
+        files = {"kafka_ssl_ca_file": self.kafka_ssl_ca_file, "kafka_ssl_cert_file": self.kafka_ssl_cert_file,
+                 "kafka_ssl_key_file": self.kafka_ssl_key_file}
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not uses_tls:
+                raise ValueError(f"BRIDGE_{name.upper()} is set but BRIDGE_KAFKA_SECURITY_PROTOCOL="
+                                 f"{protocol} does not use TLS (SSL or SASL_SSL)")
+            if not path.is_file():
+                raise ValueError(f"BRIDGE_{name.upper()}={path}: no such file")
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("BRIDGE_KAFKA_SSL_CERT_FILE and BRIDGE_KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+        return self
 
     def require_secrets(self) -> None:
         """Refuse to start a server without its secrets, except under ``event-bridge dev``."""
@@ -198,6 +248,8 @@ def child_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, list):
             value = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = json.dumps(value)
         env[f"BRIDGE_{name.upper()}"] = str(value)
     return env
 

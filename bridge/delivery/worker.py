@@ -37,7 +37,7 @@ from bridge.delivery.retry import RetryPolicy
 from bridge.delivery.sender import PartnerSender, prepare
 from bridge.errors import BridgeError
 from bridge.events import DeliveryTask
-from bridge.kafka import AsyncProducer
+from bridge.kafka import AsyncProducer, client_config
 from bridge.registry import Partner, RegistryView
 from bridge.settings import Settings
 from bridge.topics import retry_tier_name, topic_table
@@ -126,7 +126,7 @@ class DeliveryWorker:
             # a worker that crashed), so that redoing them does not push them again.
             try:
                 recent = read_recent(
-                    self.settings.librdkafka(**{"group.id": f"{self.settings.app_id}-delivered"}),
+                    client_config(self.settings, **{"group.id": f"{self.settings.app_id}-delivered"}),
                     self.outcomes_topic, (tp.partition for tp in partitions),
                     time.time() - self.settings.redelivery_window_s, decode_outcome)
             except Exception as exc:  # noqa: BLE001 - without it we only redeliver more
@@ -166,7 +166,7 @@ class DeliveryWorker:
                 self.assigned[key].offsets.committed = target
 
     def _make_consumer(self) -> Consumer:
-        consumer = Consumer(self.settings.librdkafka(**{
+        consumer = Consumer(client_config(self.settings, **{
             "group.id": f"{self.settings.app_id}-delivery",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

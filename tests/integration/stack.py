@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from bridge.api import create_app
 from bridge.delivery.records import decode_outcome
-from bridge.kafka import ensure_topics
+from bridge.kafka import client_config, ensure_topics
 from bridge.settings import Settings, child_env
 from tests.integration.test_artemis_api import SUBSCRIBE, ArtemisClient
 
@@ -122,7 +122,7 @@ def running_stack(settings: Settings) -> Iterator[Stack]:
 def read_topic(settings: Settings, logical: str, decode: Callable[[bytes], Any] = json.loads,
                until: Callable[[list[Any]], bool] | None = None, timeout: float = 60) -> list[Any]:
     """Records of a bridge topic from the beginning, until ``until(records)`` or quiet."""
-    consumer = Consumer(settings.librdkafka(**{"group.id": f"read-{uuid.uuid4().hex}",
+    consumer = Consumer(client_config(settings, **{"group.id": f"read-{uuid.uuid4().hex}",
                                                "auto.offset.reset": "earliest"}))
     consumer.subscribe([settings.topic_prefix + logical])
     records: list[Any] = []

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.api import create_app
-from bridge.kafka import ensure_topics
+from bridge.kafka import client_config, ensure_topics
 from bridge.registry import RegistryView
 from bridge.settings import Settings, child_env
 
@@ -326,7 +326,7 @@ def test_secrets_encrypted_at_rest(api_settings: Settings, http: TestClient) -> 
 
     created = http.post("/admin/v1/partners", headers=admin_headers(),
                         json={"name": "enc", "userId": "u"}).json()
-    consumer = Consumer(api_settings.librdkafka(**{"group.id": "enc-check"}))
+    consumer = Consumer(client_config(api_settings, **{"group.id": "enc-check"}))
     consumer.assign([TopicPartition(api_settings.topic_prefix + "partners", 0, 0)])
     raw = b""
     for _ in range(100):

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 
 from bridge.events import EventRecord
 from bridge.settings import Settings
+from bridge.kafka import client_config
 from tests.fixtures.partner import FakePartner
 from tests.integration.stack import Stack, payload, read_topic, running_stack, stack_settings
 
@@ -170,7 +171,7 @@ def test_burst_of_distinct_event_ids_stays_within_the_bound(kafka_settings: Sett
         stack.partner(fake_partner.url("/ok/burst"), types=[196883])
         stack.worker()
         template = payload()["params"]
-        producer = Producer(settings.librdkafka(**{"linger.ms": 20}))
+        producer = Producer(client_config(settings, **{"linger.ms": 20}))
         for i in range(10_000):
             raw = copy.deepcopy(template["events"][0])
             raw["eventId"] = f"B-{i}"
@@ -185,7 +186,7 @@ def test_burst_of_distinct_event_ids_stays_within_the_bound(kafka_settings: Sett
         changelog = settings.topic_prefix + "correlation"
 
         def live_entries() -> int:
-            consumer = Consumer(settings.librdkafka(**{"group.id": f"cl-{time.time()}",
+            consumer = Consumer(client_config(settings, **{"group.id": f"cl-{time.time()}",
                                                        "auto.offset.reset": "earliest"}))
             consumer.subscribe([changelog])
             latest: dict[bytes, bool] = {}

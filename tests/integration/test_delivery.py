@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from bridge.delivery import signing
 from bridge.events import DeliveryTask
 from bridge.settings import Settings, child_env
+from bridge.kafka import client_config
 from tests.fixtures.partner import FakePartner, closed_port
 from tests.integration.stack import (
     ADMIN,
@@ -320,7 +321,7 @@ def _redo_partition(stack: Stack, fake_partner: FakePartner, pushed_again: int) 
     # What a crash before the offset commit leaves: the group's offsets back at the start.
     settings = stack.settings
     topic = settings.topic_prefix + "deliveries"
-    group = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-delivery"}))
+    group = Consumer(client_config(settings, **{"group.id": f"{settings.app_id}-delivery"}))
     group.commit(offsets=[TopicPartition(topic, p, 0) for p in range(settings.partitions)],
                  asynchronous=False)
     ends = [group.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(settings.partitions)]
@@ -331,7 +332,7 @@ def _redo_partition(stack: Stack, fake_partner: FakePartner, pushed_again: int) 
     # Wait until the new worker has read the whole partition again and committed past it.
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        probe = Consumer(settings.librdkafka(**{"group.id": f"{settings.app_id}-delivery"}))
+        probe = Consumer(client_config(settings, **{"group.id": f"{settings.app_id}-delivery"}))
         committed = probe.committed([TopicPartition(topic, p) for p in range(settings.partitions)], timeout=10)
         probe.close()
         # end - 1: the log's last offset is routing's transaction marker, which no consumer reads.

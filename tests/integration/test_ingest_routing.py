@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.api import create_app
-from bridge.kafka import ensure_topics
+from bridge.kafka import client_config, ensure_topics
 from bridge.settings import Settings
 from tests.integration.stack import Worker, payload
 from tests.integration.stack import stack_settings as shared_stack_settings
@@ -43,7 +43,7 @@ class Deliveries:
     """Reads bridge.deliveries from the beginning."""
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = Consumer(settings.librdkafka(**{
+        self.consumer = Consumer(client_config(settings, **{
             "group.id": settings.app_id + "-test-reader", "auto.offset.reset": "earliest"}))
         self.consumer.subscribe([settings.topic_prefix + "deliveries"])
         self.tasks: list[dict[str, Any]] = []
@@ -207,7 +207,7 @@ def test_first_start_continues_where_the_faust_agent_stopped(stack_settings: Set
         push(f"routed-by-faust-{i}")
     # What the Faust agent left behind: its group (named after the app) committed the log's end.
     topic = stack_settings.topic_prefix + "events"
-    legacy = Consumer(stack_settings.librdkafka(**{"group.id": stack_settings.app_id}))
+    legacy = Consumer(client_config(stack_settings, **{"group.id": stack_settings.app_id}))
     ends = [TopicPartition(topic, p, legacy.get_watermark_offsets(TopicPartition(topic, p), 10)[1])
             for p in range(stack_settings.partitions)]
     legacy.commit(offsets=ends, asynchronous=False)
@@ -248,7 +248,7 @@ def test_partly_invalid_push_keeps_valid_events(stack_settings: Settings, http: 
     assert data["accepted"] == len(events) - 1
     assert data["rejected"][0]["field"] == f"params.events[{len(events) - 1}].eventType"
 
-    consumer = Consumer(stack_settings.librdkafka(**{"group.id": "rej", "auto.offset.reset": "earliest"}))
+    consumer = Consumer(client_config(stack_settings, **{"group.id": "rej", "auto.offset.reset": "earliest"}))
     consumer.subscribe([stack_settings.topic_prefix + "events.rejected"])
     rejected = None
     for _ in range(100):

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bridge.settings import Settings, child_env
+from bridge.kafka import client_config
 from tests.fixtures.partner import FakePartner
 from tests.integration.stack import ADMIN, Stack, read_topic, running_stack, stack_settings
 
@@ -140,7 +141,7 @@ def test_start_before_retention_is_refused(kafka_settings: Settings, fake_partne
         for i in range(2):
             stack.push(f"new-{i}")
         # What retention does, done at once: the first 4 records leave the log.
-        admin = AdminClient(settings.librdkafka())
+        admin = AdminClient(client_config(settings))
         topic = settings.topic_prefix + "events"
         [future] = admin.delete_records([TopicPartition(topic, 0, 4)]).values()
         future.result(timeout=30)
@@ -149,7 +150,7 @@ def test_start_before_retention_is_refused(kafka_settings: Settings, fake_partne
                 "partnerId": pid, "fromTime": iso(before)})
             assert answer.status_code == 400 and "retention" in answer.json()["error"]["message"]
         # From where the log now starts, the replay runs.
-        consumer = Consumer(settings.librdkafka(**{"group.id": "first"}))
+        consumer = Consumer(client_config(settings, **{"group.id": "first"}))
         consumer.assign([TopicPartition(topic, 0, 4)])
         first = None
         while first is None:
@@ -178,7 +179,7 @@ def test_analytics_feed_and_export_read_with_fastavro_only(kafka_settings: Setti
         fake_partner.wait_ok("/ok/an", 6)
 
         schema = _fastavro_only_schema("platform_event")
-        consumer = Consumer(settings.librdkafka(**{"group.id": "an-reader", "auto.offset.reset": "earliest"}))
+        consumer = Consumer(client_config(settings, **{"group.id": "an-reader", "auto.offset.reset": "earliest"}))
         consumer.subscribe([settings.topic_prefix + "analytics.events"])
         records: list[dict[str, Any]] = []
         deadline = time.monotonic() + 60

@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from bridge.errors import TopicError
-from bridge.kafka import ensure_topics, missing_topics
+from bridge.kafka import client_config, ensure_topics, missing_topics
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -22,7 +22,7 @@ def test_create_twice_then_mismatch_refused(kafka_settings: Settings) -> None:
     assert {r.action for r in second} == {"exists"}
     assert missing_topics(kafka_settings) == []
 
-    metadata = AdminClient(kafka_settings.librdkafka()).list_topics(timeout=10)
+    metadata = AdminClient(client_config(kafka_settings)).list_topics(timeout=10)
     for spec in topic_table(kafka_settings).values():
         assert len(metadata.topics[spec.name].partitions) == spec.partitions
 
