@@ -12,6 +12,7 @@ from prometheus_client import make_asgi_app
 
 from bridge import __version__
 from bridge.api.limits import BodyLimit
+from bridge.api.metrics import RequestMetrics
 from bridge.api.problems import install_error_handlers
 from bridge.api.routes import admin, artemis, health, ingest, replays
 from bridge.artemis_signing import NonceCache
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Artemis-compatible event subscription API, ingest and admin API.")
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, ingest_path=settings.ingest_path)  # outermost: sees 413s too
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(artemis.router)
