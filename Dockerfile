@@ -13,6 +13,8 @@ WORKDIR /src
 COPY deploy/wheels/ /wheels/
 COPY constraints.txt pyproject.toml README.md ./
 COPY bridge/ bridge/
+# The Avro schemas ship inside the package (bridge.schemas reads them from there when installed).
+COPY schemas/ bridge/resources/schemas/
 # Exactly the pinned versions of constraints.txt; no editable install, no sources kept.
 RUN /opt/event-bridge/bin/pip install --find-links /wheels -c constraints.txt . \
  && /opt/event-bridge/bin/pip uninstall -y pip \

@@ -38,7 +38,8 @@ def _split_csv(value: Any) -> Any:
 class Settings(BaseSettings):
     """Configuration of every bridge process (api, worker, CLI)."""
 
-    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", frozen=True)
+    # env_ignore_empty: `X=` (as compose and Helm write an unset optional value) means unset.
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", frozen=True, env_ignore_empty=True)
 
     #: ``dev`` is set only by ``event-bridge dev``: it allows generated development secrets.
     mode: Mode = "prod"
