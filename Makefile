@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Port of the broker `make test` starts (kept off 9092 so a running `make run` is not disturbed).
 TEST_KAFKA_PORT ?= 19092
 
-.PHONY: run test install install-test unit lint bench clean
+.PHONY: run test test-deploy install install-test unit lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -30,6 +30,16 @@ run: install
 
 test: install-test
 	TEST_KAFKA_PORT=$(TEST_KAFKA_PORT) BIN=$(BIN) bash scripts/run-tests.sh
+
+$(VENV)/.installed-deploy: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,deploy]'
+	touch $@
+
+# The deployment for real (docs/deploy.md): chart lint + render + schema validation, alert rule
+# tests, compose config, the image, and the compose stack end to end. Needs root (apt-get
+# install docker.io debootstrap, dockerd) and Go (helm, docker compose, promtool).
+test-deploy: $(VENV)/.installed-deploy
+	BIN=$(BIN) bash scripts/deploy/test-deploy.sh
 
 # Unit tests only: no broker needed (the one case where broker tests may be left out).
 unit: install-test

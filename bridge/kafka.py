@@ -23,11 +23,6 @@ from bridge.settings import Settings
 from bridge.topics import TopicSpec, topic_table
 
 
-#: librdkafka properties that hold secrets: never logged, never shown.
-SECRET_PROPERTIES = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password",
-                               "sasl.oauthbearer.client.secret", "ssl.key.pem"})
-
-
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """The configuration of every Producer, Consumer and AdminClient the bridge creates."""
     config: dict[str, Any] = {
@@ -49,12 +44,6 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     config.update(settings.kafka_extra)
     config.update(overrides)
     return config
-
-
-def redacted(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` fit to log or show: secret values replaced."""
-    return {k: "**********" if k in SECRET_PROPERTIES or "password" in k or "secret" in k else v
-            for k, v in config.items()}
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -41,14 +41,19 @@ defaults=(--set secrets.adminToken=test-token --set secrets.secretKey=test-key)
 "$BIN/python" scripts/deploy/validate_manifests.py "$work/default.yaml"
 "$BIN/python" scripts/deploy/validate_manifests.py "$work/production.yaml"
 grep -q "name: BRIDGE_WORKER_ID" "$work/production.yaml"
-# Refusals the chart must make: no secrets, more workers than partitions, an unknown protocol.
-for bad in "" "--set worker.replicas=7 ${defaults[*]}" "--set kafka.securityProtocol=TLS ${defaults[*]}"; do
-    # shellcheck disable=SC2086
-    if "$HELM" template bridge "$chart" $bad >/dev/null 2>"$work/err"; then
-        echo "FAIL: helm template accepted: $bad" >&2; exit 1
+# Refusals the chart must make, each with its reason: no secrets, more workers than partitions,
+# an unknown security protocol.
+refuse() {  # refuse EXPECTED-TEXT HELM-ARGS...
+    local expected="$1"; shift
+    if "$HELM" template bridge "$chart" "$@" >/dev/null 2>"$work/err"; then
+        echo "FAIL: helm template accepted: $*" >&2; exit 1
     fi
-    echo "refused as it should ($bad): $(tail -1 "$work/err")"
-done
+    grep -q "$expected" "$work/err" || { echo "FAIL: refusal without '$expected':" >&2; cat "$work/err" >&2; exit 1; }
+    echo "refused as it should: $(grep -m1 . "$work/err")"
+}
+refuse "secrets.adminToken (or existingSecret) is required"
+refuse "exceeds kafka.partitions" --set worker.replicas=7 "${defaults[@]}"
+refuse "value must be one of" --set kafka.securityProtocol=TLS "${defaults[@]}"
 
 step "alert rules: promtool check + test"
 "$PROMTOOL" check rules "$chart/files/alerts.yml"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from bridge.kafka import client_config, redacted
+from bridge.kafka import client_config
 from bridge.settings import Settings, child_env
 
 
@@ -34,9 +34,6 @@ def test_sasl_ssl_with_ca_and_mutual_tls(tmp_path: Path) -> None:
     assert config["ssl.certificate.location"] == str(tmp_path / "client.pem")
     assert config["ssl.key.location"] == str(tmp_path / "client.key") and config["ssl.key.password"] == "kpw"
     assert config["client.rack"] == "override"  # the caller's own properties come last
-    shown = redacted(config)
-    assert "pw" not in (shown["sasl.password"], shown["ssl.key.password"])
-    assert shown["sasl.username"] == "bridge"
 
 
 def test_extra_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
