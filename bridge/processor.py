@@ -33,13 +33,20 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from prometheus_client import Counter
 
 from bridge.errors import BridgeError
+from bridge.events import TASK_HEADROOM, record_size
 from bridge.kafka import read_to_end
+from bridge.logfilters import Throttle
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.processor")
-FAILED = Counter("bridge_stage_failures_total", "Records a stage failed on (kept on events.rejected)",
-                 ["stage"])
+FAILED = Counter("bridge_stage_failures_total",
+                 "Records a stage could not process or produce (kept on events.rejected)",
+                 ["stage", "reason"])
+_throttle = Throttle(lines=10, per_s=10.0)
+
+#: Longest prefix of a source record kept in its rejected record (which must itself fit).
+REJECTED_PREFIX = 65_536
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class Out:
     value: bytes | None  # None: a tombstone (state deleted)
     headers: list[tuple[str, bytes]] | None = None
     partition: int | None = None  # changelog records go to the source record's partition
+
+    def size(self) -> int:
+        return record_size(self.key, self.value, self.headers)
 
 
 class Handler(Protocol):
@@ -128,6 +138,9 @@ class TransactionalLoop:
         self.batch = batch
         self.group = f"{settings.app_id}-{stage}"
         self.rejected = topic_table(settings)["events.rejected"].name
+        #: Largest record a stage may derive: a delivery task must still fit once delivery
+        #: dead-letters it, and one bound for every output keeps the rule simple.
+        self.max_output_bytes = settings.max_record_bytes - TASK_HEADROOM
         self.legacy_group = legacy_group
         self.assigned: set[int] = set()
 
@@ -287,25 +300,39 @@ class TransactionalLoop:
                 producer.flush(5)
 
     def _process(self, message: Any) -> list[Out]:
-        """The handler's outputs; a record it fails on is kept on the rejected topic, not lost.
+        """The handler's outputs, each within the record limit; never an exception.
 
-        A bug must neither stop the stage (the thread would die and the partition stall) nor
-        drop the record silently: it goes, with the error, to ``bridge.events.rejected`` in the
-        same transaction, and the loop carries on.
+        One rule for every stage: a record the handler fails on (a bug), or an output too large
+        for Kafka, goes with its reason and source offset to ``bridge.events.rejected`` in the
+        same transaction, and the loop carries on. Retrying it could only fail the same way, and
+        a failed transaction would restart the stage at the same record, forever.
         """
         try:
-            return self.handler.process(message)
+            outputs = self.handler.process(message)
         except Exception as exc:  # noqa: BLE001 - classified here, once, for every stage
-            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-            log.exception("%s failed on %s; the record goes to %s", self.stage, where, self.rejected)
-            FAILED.labels(self.stage).inc()
-            value = message.value() or b""
-            return [Out(self.rejected, None, json.dumps({
-                "error": {"field": self.stage, "message": f"{type(exc).__name__}: {exc}"},
-                "source": {"topic": message.topic(), "partition": message.partition(),
-                           "offset": message.offset()},
-                "record": value.decode("utf-8", errors="replace"), "ingestTs": time.time(),
-            }, ensure_ascii=False).encode())]
+            return [self._reject(message, "exception", f"{type(exc).__name__}: {exc}", exc)]
+        return [out if out.size() <= self.max_output_bytes else self._reject(
+            message, "record_too_large",
+            f"a record for {out.topic} (key {(out.key or b'')[:100]!r}) would be {out.size()} "
+            f"bytes; at most {self.max_output_bytes} are written") for out in outputs]
+
+    def _reject(self, message: Any, reason: str, detail: str, exc: BaseException | None = None) -> Out:
+        """The rejected record of ``message``: bounded, ASCII JSON, with where it came from."""
+        where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+        FAILED.labels(self.stage, reason).inc()
+        # A bug keeps its traceback; an input the stage cannot carry is no bug, one line says it.
+        emit = (lambda *a: log.error(*a, exc_info=exc)) if exc is not None else log.error
+        _throttle(emit, "%s could not handle %s (%s: %.300s); the record goes to %s",
+                  self.stage, where, reason, detail, self.rejected)
+        value = message.value() or b""
+        return Out(self.rejected, None, json.dumps({
+            "error": {"field": self.stage, "reason": reason, "message": detail[:2000]},
+            "source": {"topic": message.topic(), "partition": message.partition(),
+                       "offset": message.offset()},
+            "recordBytes": len(value),
+            "record": value[:REJECTED_PREFIX].decode("utf-8", errors="replace"),
+            "ingestTs": time.time(),
+        }, ensure_ascii=True).encode())
 
     def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Out],
                 positions: dict[int, int]) -> None:

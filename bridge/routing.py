@@ -30,7 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from bridge import correlation, schemas
 from bridge.errors import TopicError
-from bridge.events import TICK_KEY, DeliveryTask, EventRecord
+from bridge.events import TASK_HEADROOM, TICK_KEY, DeliveryTask, EventRecord
 from bridge.matching import route
 from bridge.processor import Out, TransactionalLoop, run_in_thread
 from bridge.registry import RegistryView
@@ -79,6 +79,7 @@ class Router:
         self.states: dict[int, OrderedDict[str, dict[str, Any]]] = {}
         # (deadline, partition, eventId) of held merged-linkage events; stale entries are skipped.
         self.deadlines: list[tuple[float, int, str]] = []
+        self.max_state_bytes = settings.max_record_bytes - TASK_HEADROOM
         self.lifecycle_header = [(schemas.SCHEMA_HEADER, schemas.schema_fingerprint("lifecycle").encode())]
 
     # --- partitions ---------------------------------------------------------------------------
@@ -115,8 +116,12 @@ class Router:
             ROUTED.labels("duplicate").inc()
             return []
         ROUTED.labels("routed").inc()
+        put = self._put(partition, step.state)
+        if put.size() > self.max_state_bytes:
+            step = self._shrink(step)
+            put = self._put(partition, step.state)
         out = self._tasks(step.send)
-        out.append(self._put(partition, step.state))
+        out.append(put)
         out.append(Out(self.lifecycle, record.event_id.encode(),
                        schemas.encode("lifecycle", correlation.lifecycle(step.state)), self.lifecycle_header))
         out.extend(self._bound(partition))
@@ -140,6 +145,20 @@ class Router:
         return out
 
     # --- state --------------------------------------------------------------------------------
+
+    def _shrink(self, step: correlation.Step) -> correlation.Step:
+        """A state too large for its changelog record gives up what makes it large.
+
+        Held merged-linkage pushes go now, unmerged (as after their wait), and the original
+        event kept for attached pictures is forgotten (later pictures go as they come). What
+        is left is a few ids and hashes: it fits, and the changelog stays the truth.
+        """
+        state = step.state
+        released = [DeliveryTask.decode(entry["task"].encode()) for entry in state["held"].values()]
+        log.warning("correlation state of eventId %.100r is too large for its changelog record; "
+                    "released %d held pushes unmerged", state["eventId"], len(released))
+        small = {**state, "held": {}, "original": None, "linkage": state["linkage"][-1:]}
+        return correlation.Step(small, [*step.send, *released])
 
     def _tasks(self, tasks: list[DeliveryTask]) -> list[Out]:
         TASKS.inc(len(tasks))

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     #: Largest request body accepted, in bytes (larger answers 413).
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    #: Largest record the bridge writes to Kafka (key + value + headers), in bytes: librdkafka's
+    #: ``message.max.bytes`` default, below the broker's 1,048,588. Ingest refuses an event whose
+    #: record, once routed and dead-lettered, could outgrow it; the stages check every record they
+    #: derive against it. Raise it only together with the topics' ``max.message.bytes``.
+    max_record_bytes: int = Field(default=1_000_000, ge=65_536)
 
     #: Path the platform POSTs ``OnEventNotify`` to.
     ingest_path: str = "/eventRcv"
