@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import subprocess
 from typing import Annotated, Any
 
@@ -279,6 +281,10 @@ def partner_set(
     max_in_flight: Annotated[int | None, typer.Option(help="Pushes in flight at once.")] = None,
     ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
     signing: Annotated[bool | None, typer.Option("--signing/--no-signing")] = None,
+    allow_unsigned_timestamp: Annotated[bool | None, typer.Option(
+        "--allow-unsigned-timestamp/--require-signed-timestamp",
+        help="Legacy: accept its Artemis calls without a signed x-ca-timestamp (off by default: "
+             "such calls can be replayed later).")] = None,
 ) -> None:
     """Change a partner's delivery and correlation settings; they apply without re-subscription."""
     changes: dict[str, Any] = {}
@@ -291,13 +297,18 @@ def partner_set(
         if value is not None:
             changes[key] = value
 
+    update: dict[str, Any] = {"delivery": changes}
+    if allow_unsigned_timestamp is not None:
+        update["allowUnsignedTimestamp"] = allow_unsigned_timestamp
+
     async def action(svc: Any) -> Any:
-        return await svc.update(partner_id, {"delivery": changes})
+        return await svc.update(partner_id, update)
 
     partner = _with_partners(action)
     table = Table("delivery setting", "value")
     for key, value in partner.public()["delivery"].items():
         table.add_row(key, str(value))
+    table.add_row("allowUnsignedTimestamp", str(partner.allow_unsigned_timestamp))
     console.print(table)
 
 
@@ -589,9 +600,15 @@ def api(
         settings.require_secrets()
     except BridgeError as exc:
         raise _fail(exc) from None
-    uvicorn.run(create_api(settings), host=settings.http_host, port=settings.http_port,
-                log_level=settings.log_level.lower(), proxy_headers=False,
-                access_log=settings.access_log)
+    from bridge.logfilters import install_access_log_filter
+
+    config = uvicorn.Config(create_api(settings), host=settings.http_host, port=settings.http_port,
+                            log_level=settings.log_level.lower(), proxy_headers=False,
+                            access_log=settings.access_log)
+    install_access_log_filter()  # after Config: it configures uvicorn's loggers
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.Server(config).run()
 
 
 @app.command()

@@ -53,6 +53,11 @@ async def diagnose(settings: Settings, view: RegistryView, partner_id: str,
     checks.append(Check("Is the partner active?", "ok" if partner.state == "active" else "fail",
                         f"state {partner.state}" + ("" if partner.state == "active"
                                                     else ": no API calls, no pushes")))
+    checks.append(Check(
+        "Must its Artemis calls sign x-ca-timestamp?",
+        "warn" if partner.allow_unsigned_timestamp else "ok",
+        "no: unsigned timestamps allowed (legacy opt-in); a captured call can be replayed later"
+        if partner.allow_unsigned_timestamp else "yes: a call without a signed timestamp gets 401"))
     subs = view.subscriptions_of(partner.id)
     if not subs:
         checks.append(Check("Is it subscribed to anything?", "fail",

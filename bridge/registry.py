@@ -80,6 +80,9 @@ class Partner:
     event_types: tuple[int, ...] | None
     state: PartnerState = "active"
     delivery: DeliveryPrefs = field(default_factory=DeliveryPrefs)
+    #: Legacy opt-in: its Artemis calls may go without a signed ``x-ca-timestamp`` (minimal
+    #: clients); off by default, because such a call can be replayed at any later time.
+    allow_unsigned_timestamp: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -96,6 +99,7 @@ class Partner:
             "eventTypes": list(self.event_types) if self.event_types is not None else None,
             "state": self.state,
             "delivery": _camel(asdict(self.delivery)),
+            "allowUnsignedTimestamp": self.allow_unsigned_timestamp,
             "secretRotation": [
                 {"createdAt": s.created_at, "expiresAt": s.expires_at} for s in self.secrets
             ],
