@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import subprocess
 from typing import Annotated, Any
 
