@@ -43,6 +43,14 @@ PARAMS_COPY_FLOOR = 65_536
 #: A rejected event larger than this is kept as a prefix of its JSON text (its record must fit).
 REJECTED_EVENT_PREFIX = 65_536
 
+#: Rejected events listed in the answer's ``data.rejected``; ``data.rejectedCount`` has them all.
+MAX_REJECTED_LISTED = 100
+
+#: Bytes of rejected records one push may write, one record per event: four times the push, or
+#: 1 MiB for small pushes. Past it (a megabyte of ``{}``), the rest of the push's rejected events
+#: are kept together in one record, as a prefix of their JSON text.
+REJECTED_BYTES_FLOOR = 1_048_576
+
 _throttle = Throttle(lines=10, per_s=10.0)
 
 
@@ -60,6 +68,8 @@ def params_problem(params_extra: Mapping[str, Any], events: int, body_bytes: int
         return f"params holds a lone surrogate {exc.object[exc.start]!r}, which is not valid Unicode"
     except ValueError:
         return "params holds a number JSON cannot carry (beyond the double range, such as 1e400)"
+    except RecursionError:
+        return "params nests too deeply"
     if size > MAX_PARAMS_BYTES:
         return f"params without events is {size} bytes; at most {MAX_PARAMS_BYTES} are carried"
     budget = max(body_bytes, PARAMS_COPY_FLOOR)
@@ -127,9 +137,24 @@ def rejected_record(event: Any, problems: list[tuple[str, str]], now: float) -> 
     return json.dumps(record, ensure_ascii=True).encode()
 
 
+def overflow_record(indexes: list[int], events: list[Any], budget: int, now: float) -> bytes:
+    """The rejected events of a push past its rejected-record budget, together in one record."""
+    try:
+        text = json.dumps(events, ensure_ascii=True)
+    except (ValueError, RecursionError):
+        text = ""
+    return json.dumps({
+        "error": {"field": "params.events", "message": (
+            f"{len(indexes)} more rejected events of this push (indexes {indexes[0]} to "
+            f"{indexes[-1]}) kept together: the push's {budget} bytes of rejected records were spent")},
+        "eventsBytes": len(text), "eventsPrefix": text[:REJECTED_EVENT_PREFIX], "ingestTs": now,
+    }, ensure_ascii=True).encode()
+
+
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
+    #: Every rejected event, in push order (the answer lists the first MAX_REJECTED_LISTED).
     rejected: list[dict[str, object]]
 
 
@@ -181,10 +206,18 @@ class Ingest:
         rejected = [{"index": index, "field": found[0][0], "message": "; ".join(m for _, m in found)}
                     for index, found in sorted(problems.items())]
         raw_events = result.raw_events
-        for entry in rejected:
-            index = int(str(entry["index"]))
-            batch.append((self.rejected_topic, None,
-                          rejected_record(raw_events[index], problems[index], now), None))
+        budget, spent = max(4 * len(body), REJECTED_BYTES_FLOOR), 0
+        overflow: list[int] = []
+        for index in sorted(problems):
+            if spent > budget:
+                overflow.append(index)
+                continue
+            value = rejected_record(raw_events[index], problems[index], now)
+            spent += len(value)
+            batch.append((self.rejected_topic, None, value, None))
+        if overflow:
+            batch.append((self.rejected_topic, None, overflow_record(
+                overflow, [raw_events[i] for i in overflow], budget, now), None))
         await self.producer.send_many(batch)
         if log_events:
             for r in accepted:
