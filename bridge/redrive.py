@@ -63,6 +63,7 @@ class RedriveReport:
             "counts": {k: self.counts[k] for k in ("sent", "duplicate", "skipped")},
             "skipped": dict(sorted(self.skipped.items())),
             "letters": self.letters[:max_letters],
+            "lettersOmitted": max(0, len(self.letters) - max_letters),
         }
 
 
