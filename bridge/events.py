@@ -107,12 +107,14 @@ class DeliveryTask:
         return cls(**raw)
 
 
-def delivery_id(partner_id: str, event_dest: str, record: EventRecord) -> str:
-    """Deterministic: the same event routed again to the same partner gets the same id.
+def delivery_id(partner_id: str, record: EventRecord) -> str:
+    """Deterministic: the same report of an event to the same partner gets the same id.
 
-    Built from what identifies one report of one event (eventId, eventType, status) and where it
-    goes, so a platform re-send, a worker restart or a replay all reuse the id and a partner can
-    drop duplicates by ``X-Bridge-Delivery-Id``.
+    Built from what identifies one report of one event (eventId, eventType, status) and who gets
+    it, so a platform re-send, a worker restart, a replay or a redrive all reuse the id and a
+    partner can drop duplicates by ``X-Bridge-Delivery-Id``. The destination is left out: a
+    partner that moves its endpoint keeps its ids (its dedupe store outlives a URL change), and
+    every outcome records the destination it was pushed to.
     """
-    basis = f"{partner_id}\x1f{event_dest}\x1f{record.event_id}\x1f{record.event_type}\x1f{record.status}"
+    basis = f"{partner_id}\x1f{record.event_id}\x1f{record.event_type}\x1f{record.status}"
     return hashlib.sha256(basis.encode()).hexdigest()[:32]

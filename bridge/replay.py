@@ -19,10 +19,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.errors import InvalidInput, KafkaUnavailable, NotFound
-from bridge.events import EventRecord
+from bridge.events import DeliveryTask, EventRecord
 from bridge.kafka import AsyncProducer
-from bridge.registry import RegistryView
 from bridge.matching import route
+from bridge.registry import Partner, RegistryView
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -175,6 +175,13 @@ def read(settings: Settings, the_plan: ReplayPlan, cancelled: Callable[[], bool]
         consumer.close()
 
 
+def partner_tasks(view: RegistryView, partner: Partner, record: EventRecord,
+                  statuses: Collection[int], now: float) -> list[DeliveryTask]:
+    """The tasks the live path would make for ``record`` and this one partner, as subscribed now."""
+    subs = [s for s in view.by_event_type(record.event_type) if s.partner_id == partner.id]
+    return route(record, subs, {partner.id: partner}, statuses, now)
+
+
 async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, request: ReplayRequest,
               progress: ReplayProgress, the_plan: ReplayPlan,
               cancelled: Callable[[], bool] = lambda: False) -> ReplayProgress:
@@ -211,8 +218,7 @@ async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, r
                 continue
             if request.event_types is not None and record.event_type not in request.event_types:
                 continue
-            subs = [s for s in view.by_event_type(record.event_type) if s.partner_id == partner.id]
-            for task in route(record, subs, {partner.id: partner}, statuses, time.time()):
+            for task in partner_tasks(view, partner, record, statuses, time.time()):
                 progress.by_event_type[task.event_type] += 1
                 if request.dry_run:
                     continue
