@@ -76,6 +76,8 @@ class KafkaNonceStore:
         """Start the background reader (it keeps trying while Kafka is unreachable)."""
         self._thread = threading.Thread(target=self._read, name="nonce-store", daemon=True)
         self._thread.start()
+        # Connected now rather than by the first signed request, which would wait for it.
+        self._ensure_producer()
         return self
 
     def stop(self) -> None:
