@@ -60,7 +60,9 @@ class KafkaNonceStore:
         self._timeout_s = timeout_s
         # The log's time: the newest use applied. Expiry follows it, not this host's clock.
         self._log_now = 0.0
-        self._index: TTLCache[bytes, float] = TTLCache(max_entries, window_s, timer=lambda: self._log_now)
+        # The rule below decides (a use exactly one window later is still a replay); the TTL,
+        # a second longer, only frees memory.
+        self._index: TTLCache[bytes, float] = TTLCache(max_entries, window_s + 1, timer=lambda: self._log_now)
         self._decisions: LRUCache[tuple[int, int], bool] = LRUCache(_RECENT_DECISIONS)
         self._applied: dict[int, int] = {}  # partition -> next offset to apply
         self._lock = threading.Condition()
