@@ -95,6 +95,7 @@ class ReplayJobs:
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._owned: dict[str, _Owned] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._claiming: set[str] = set()  # the watcher and a cancellation may look at once
 
     # lifecycle (inside the api's event loop)
 
@@ -141,6 +142,8 @@ class ReplayJobs:
         job = self.get(job_id)
         if job["state"] == "running":
             await self._write(f"cancel:{job_id}", {"at": time.time(), "by": self.instance})
+            # An orphaned job has nobody to stop it: this api claims it and records it cancelled.
+            await self._maybe_take_over(self.get(job_id))
             deadline = time.monotonic() + CANCEL_WAIT_S
             while job["state"] == "running" and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -191,6 +194,12 @@ class ReplayJobs:
         try:
             await rp.run(self._settings, self._view, self._producer, request, progress, remaining,
                          cancelled, owned.positions.__setitem__)
+        except asyncio.CancelledError:
+            if not owned.stopping:
+                raise
+            # The api is stopping and the run did not end in time (a slow rate's pause): the
+            # recorded position is exact all the same, so hand the job over below.
+            progress.state = "cancelled"
         except Exception as exc:  # the job's state says why; the api goes on
             if progress.state == "running":
                 progress.state, progress.error = "failed", str(exc)
@@ -217,13 +226,30 @@ class ReplayJobs:
                 continue
             for job in self._view.all_replays():
                 try:
+                    await self._maybe_forget(job)
                     await self._maybe_take_over(job)
                 except Exception as exc:  # Kafka down: try again at the next round
                     log.warning("replay %s: cannot take it over yet: %s", job["id"], exc)
 
-    async def _maybe_take_over(self, job: dict[str, Any]) -> None:
-        if job["state"] != "running" or job["id"] in self._owned:
+    async def _maybe_forget(self, job: dict[str, Any]) -> None:
+        """Delete a finished job once the events it replayed have left the log (bounds the list)."""
+        keep_s = self._settings.events_retention_hours * 3600
+        if job["state"] == "running" or time.time() - (job["finishedAt"] or time.time()) <= keep_s:
             return
+        # Every api may do this at once: tombstones are idempotent.
+        await self._producer.send_many([(self._topic, f"{kind}:{job['id']}".encode(), None, None)  # type: ignore[list-item]
+                                        for kind in ("job", "cancel")])
+
+    async def _maybe_take_over(self, job: dict[str, Any]) -> None:
+        if job["state"] != "running" or job["id"] in self._owned or job["id"] in self._claiming:
+            return
+        self._claiming.add(job["id"])
+        try:
+            await self._take_over_if_orphaned(job)
+        finally:
+            self._claiming.discard(job["id"])
+
+    async def _take_over_if_orphaned(self, job: dict[str, Any]) -> None:
         silent_s = time.time() - job["heartbeatAt"]
         if not job["released"] and silent_s <= self._settings.replay_takeover_s:
             return

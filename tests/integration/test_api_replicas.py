@@ -297,3 +297,17 @@ def test_a_replay_survives_its_api(apis: tuple[Api, Api], how: str) -> None:
     # The restarted api shows the job as it ended.
     a.start()
     assert replay_job(a, job["id"])["state"] == "done"
+
+
+def test_a_replay_whose_api_was_killed_can_still_be_cancelled(apis: tuple[Api, Api]) -> None:
+    a, b = apis
+    pid, start, ids = subscribed_partner_with_events(a, 12)
+    job = start_replay(a, pid, start, rate=1)
+    until(lambda: replay_job(b, job["id"]).get("enqueued", 0) >= 1, "replay progress on api b")
+    a.stop(signal.SIGKILL)
+    # Nobody runs it now: api b claims it once it is orphaned and records the cancellation.
+    cancelled = b.http.delete(f"/admin/v1/replays/{job['id']}", headers=ADMIN)
+    assert cancelled.status_code == 200, cancelled.text
+    final = until(lambda: (j := replay_job(b, job["id"]))["state"] != "running" and j, "cancelled on api b")
+    assert final["state"] == "cancelled" and final["cancelRequested"] and final["epoch"] == 1
+    assert final["enqueued"] < len(ids)
