@@ -30,7 +30,7 @@ from bridge.errors import KafkaUnavailable
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
-__all__ = ["KafkaNonceStore"]
+__all__ = ["KafkaNonceStore", "nonce_key"]
 
 # Decisions are looked up by the request that wrote the record, moments after it was applied.
 _RECENT_DECISIONS = 50_000
@@ -182,14 +182,16 @@ class KafkaNonceStore:
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)
                 partitions = sorted(metadata.partitions)
+                # Ends first: a record written while this looks is then read, not skipped.
+                ends = {p: consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=5)[1]
+                        for p in partitions}
                 # Start one window back, with a margin for clocks: older uses cannot matter.
                 since_ms = int((time.time() - self._window_s - 60) * 1000)
                 starts = consumer.offsets_for_times(
                     [TopicPartition(self._topic, p, since_ms) for p in partitions], timeout=5)
                 for tp in starts:
-                    if tp.offset < 0:  # nothing that recent: start at the end
-                        tp.offset = consumer.get_watermark_offsets(
-                            TopicPartition(self._topic, tp.partition), timeout=5)[1]
+                    if tp.offset < 0:  # nothing that recent: start where the partition ended
+                        tp.offset = ends[tp.partition]
             except (KafkaException, KeyError) as exc:
                 self.error = str(exc)
                 self._stop.wait(0.5)

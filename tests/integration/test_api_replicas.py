@@ -139,7 +139,7 @@ def test_a_nonce_accepted_by_one_api_is_refused_by_the_other(apis: tuple[Api, Ap
     visible_on(b, f"/admin/v1/partners/{partner['id']}")
     client = ArtemisClient(a.http, partner["appKey"], partner["appSecret"])  # type: ignore[arg-type]
 
-    headers = client.headers(VIEW, b"")
+    used = headers = client.headers(VIEW, b"")
     first = a.http.post(VIEW, content=b"", headers=headers)
     assert first.status_code == 200 and first.json()["code"] == "0", first.text
     again = b.http.post(VIEW, content=b"", headers=headers)
@@ -161,6 +161,12 @@ def test_a_nonce_accepted_by_one_api_is_refused_by_the_other(apis: tuple[Api, Ap
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(race, range(40)))
     assert outcomes == [[200, 401]] * 40
+
+    # A restarted api reads the window back: what was used before its restart stays used.
+    b.stop()
+    b.start()
+    after = b.http.post(VIEW, content=b"", headers=used)
+    assert after.status_code == 401 and after.json()["reason"] == "replayed_nonce", after.text
 
 
 # --------------------------------------------------------------------------- admin writes
