@@ -114,7 +114,9 @@ class ReplayJobs:
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=5)
             for task in late:
-                task.cancel()
+                task.cancel()  # _drive still records the hand-over
+            if late:
+                await asyncio.wait(late, timeout=5)
 
     # the admin API's operations
 
@@ -187,8 +189,12 @@ class ReplayJobs:
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(HEARTBEAT_S)
-                if self._still_owner(job_id, owned):
+                if not self._still_owner(job_id, owned):
+                    continue
+                try:
                     await self._write(f"job:{job_id}", self._record(job, progress, owned))
+                except Exception as exc:  # Kafka away for a moment: the next beat tries again
+                    log.warning("replay %s: cannot record progress: %s", job_id, exc)
 
         beat = asyncio.create_task(heartbeat())
         try:
@@ -216,7 +222,11 @@ class ReplayJobs:
             changes = {"state": "running", "finishedAt": None, "released": True}
         elif progress.finished_at is None:
             progress.finished_at = time.time()
-        await self._write(f"job:{job_id}", self._record(job, progress, owned, **changes))
+        try:
+            await self._write(f"job:{job_id}", self._record(job, progress, owned, **changes))
+        except Exception as exc:
+            # Left "running" with its last position: another api continues it once it is silent.
+            log.warning("replay %s: cannot record its end (%s): %s", job_id, progress.state, exc)
 
     async def _watch(self) -> None:
         """Claim running jobs whose owner stopped reporting (or released them), and run them."""
