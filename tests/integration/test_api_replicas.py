@@ -281,7 +281,8 @@ def test_a_replay_started_on_one_api_is_watched_and_cancelled_on_the_other(apis:
 @pytest.mark.parametrize("how", ["killed", "stopped"])
 def test_a_replay_survives_its_api(apis: tuple[Api, Api], how: str) -> None:
     a, b = apis
-    pid, start, ids = subscribed_partner_with_events(a, 12)
+    # 24 tasks at 3/s: the api is stopped well before its replay could end by itself.
+    pid, start, ids = subscribed_partner_with_events(a, 24)
     job = start_replay(a, pid, start, rate=3)
     until(lambda: replay_job(b, job["id"]).get("enqueued", 0) >= 2, "replay progress on api b")
 
