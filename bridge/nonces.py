@@ -21,9 +21,10 @@ import json
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaUnavailable
@@ -33,7 +34,7 @@ from bridge.topics import topic_table
 __all__ = ["KafkaNonceStore", "nonce_key"]
 
 # Decisions are looked up by the request that wrote the record, moments after it was applied.
-_RECENT_DECISIONS = 50_000
+_RECENT_DECISIONS = 10_000
 
 
 def nonce_key(app_key: str, nonce: str) -> bytes:
@@ -50,7 +51,7 @@ class KafkaNonceStore:
     ``timeout_s`` it raises :class:`KafkaUnavailable` (the request gets a 503: fail closed).
     """
 
-    def __init__(self, settings: Settings, window_s: float, max_entries: int = 200_000,
+    def __init__(self, settings: Settings, window_s: float, max_entries: int = 100_000,
                  timeout_s: float = 5.0) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
@@ -60,9 +61,10 @@ class KafkaNonceStore:
         self._timeout_s = timeout_s
         # The log's time: the newest use applied. Expiry follows it, not this host's clock.
         self._log_now = 0.0
-        # The rule below decides (a use exactly one window later is still a replay); the TTL,
-        # a second longer, only frees memory.
-        self._index: TTLCache[bytes, float] = TTLCache(max_entries, window_s + 1, timer=lambda: self._log_now)
+        self._max_entries = max_entries
+        # Key digest -> time of its last accepted use, in the order accepted: expiry and the size
+        # bound pop from the front. (An OrderedDict of floats: a third of a TTLCache's memory.)
+        self._index: OrderedDict[bytes, float] = OrderedDict()
         self._decisions: LRUCache[tuple[int, int], bool] = LRUCache(_RECENT_DECISIONS)
         self._applied: dict[int, int] = {}  # partition -> next offset to apply
         self._lock = threading.Condition()
@@ -167,7 +169,18 @@ class KafkaNonceStore:
         accepted = last is None or ts - last > self._window_s
         if accepted:
             self._index[key] = ts
+            self._index.move_to_end(key)
         self._decisions[(partition, offset)] = accepted
+        self._expire()
+
+    def _expire(self) -> None:
+        # By the log's time, a second past the window: the rule above decides at the boundary.
+        cutoff = self._log_now - self._window_s - 1
+        while self._index:
+            key, used = next(iter(self._index.items()))
+            if used >= cutoff and len(self._index) <= self._max_entries:
+                break
+            del self._index[key]
 
     def _connect(self) -> Consumer:
         consumer = Consumer(self._settings.librdkafka(**{

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     #: (bridge.nonces), ``memory`` keeps them in one process (a single api only).
     nonce_store: Literal["kafka", "memory"] = "kafka"
     #: Most nonces an api remembers; beyond it the oldest are forgotten before their window ends.
-    nonce_max_entries: int = Field(default=200_000, ge=1000)
+    nonce_max_entries: int = Field(default=100_000, ge=1000)
     #: A running replay whose api has not reported progress for this long is taken over by
     #: another api (or by the restarted one), from its last recorded position, in seconds.
     replay_takeover_s: float = Field(default=15.0, gt=0)
