@@ -32,6 +32,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from bridge.errors import AuthError
@@ -39,6 +40,7 @@ from bridge.errors import AuthError
 __all__ = [
     "REASONS",
     "NonceCache",
+    "NonceStore",
     "SignedRequest",
     "Verified",
     "content_md5",
@@ -222,6 +224,19 @@ def string_to_sign(
 # --------------------------------------------------------------------------- replay cache
 
 
+class NonceStore(Protocol):
+    """Where :func:`verify` records the nonces of verified requests.
+
+    :class:`NonceCache` keeps them in this process; ``bridge.nonces.KafkaNonceStore`` shares
+    them between every api replica. ``seen`` may block (the shared store waits for Kafka) and
+    may raise :class:`~bridge.errors.KafkaUnavailable` when it cannot decide.
+    """
+
+    def seen(self, app_key: str, nonce: str, now: float) -> bool:
+        """True if (app_key, nonce) was already used within the window; otherwise record it."""
+        ...
+
+
 class NonceCache:
     """Remembers nonces seen within the window; bounded (max_entries, default 100_000, evicting the oldest) so memory cannot grow without limit.
 
@@ -355,7 +370,7 @@ def verify(
     secrets_for_key: Callable[[str], Sequence[str] | None],
     *,
     now: float,
-    nonces: NonceCache | None,
+    nonces: NonceStore | None,
     window_s: float = 900.0,
     accept_empty_line_variant: bool = False,
     allows_unsigned_timestamp: Callable[[str], bool] = _never,

@@ -184,6 +184,7 @@ class RegistryView:
             table["subscriptions"].name: "subscriptions",
             table["config"].name: "config",
             table["delivery.state"].name: "breakers",
+            table["replays"].name: "replays",
         }
         self._settings = settings
         self._lock = threading.Condition()
@@ -192,6 +193,9 @@ class RegistryView:
         self.config: dict[str, Any] = {}
         #: Circuit breaker states published by delivery workers, by destination.
         self.breakers: dict[str, Any] = {}
+        #: Replay jobs by id (bridge.replay_jobs), and the ids whose cancellation was asked for.
+        self.replays: dict[str, dict[str, Any]] = {}
+        self.replay_cancels: set[str] = set()
         self._by_type: dict[int, tuple[Subscription, ...]] | None = None
         self._applied: dict[str, int] = {}  # topic -> next offset to read
         self._stop = threading.Event()
@@ -312,6 +316,8 @@ class RegistryView:
                     self.subscriptions.pop(key, None)
                 else:
                     self.subscriptions[key] = decode_subscription(value)
+            elif kind == "replays":
+                self._apply_replay(key, value)
             elif kind == "breakers":
                 if value is None:
                     self.breakers.pop(key, None)
@@ -324,6 +330,20 @@ class RegistryView:
         except (ValueError, TypeError, KeyError) as exc:
             # A record this version cannot read must not stop the view; say which one.
             self.error = f"unreadable {kind} record {key!r}: {exc}"
+
+    def _apply_replay(self, key: str, value: bytes | None) -> None:
+        kind, _, job_id = key.partition(":")
+        if kind == "cancel":
+            if value is None:
+                self.replay_cancels.discard(job_id)
+            else:
+                self.replay_cancels.add(job_id)
+        elif value is None:
+            self.replays.pop(job_id, None)
+        else:
+            job = json.loads(value)
+            if job_record_applies(self.replays.get(job_id), job):
+                self.replays[job_id] = job
 
     def wait_applied(self, topic: str, offset: int, timeout: float = 10.0) -> None:
         """Block until the record at ``offset`` of ``topic`` has been applied."""
@@ -367,6 +387,36 @@ class RegistryView:
     def setting(self, name: str, default: Any = None) -> Any:
         with self._lock:
             return self.config.get(name, default)
+
+    def replay(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            job = self.replays.get(job_id)
+            return None if job is None else {**job, "cancelRequested": job_id in self.replay_cancels}
+
+    def all_replays(self) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = sorted(self.replays, key=lambda i: self.replays[i].get("startedAt", 0))
+        return [job for job in map(self.replay, ids) if job is not None]
+
+    def replay_cancel_requested(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self.replay_cancels
+
+
+def job_record_applies(current: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether a replay job record replaces ``current``: the ownership rule every view applies.
+
+    A job's owner (the api running it) writes records of its ``epoch``; another api takes an
+    orphaned running job over by writing the next epoch. Views apply records in log order, so
+    the first claim of an epoch wins everywhere and a late claim, or a write of an owner that
+    was taken over, is ignored. If compaction kept a losing claim as a job's last record, that
+    owner never reports and the job is simply taken over again.
+    """
+    if current is None:
+        return True
+    if new.get("epoch") == current.get("epoch"):
+        return bool(new.get("owner") == current.get("owner"))
+    return bool(new.get("epoch") == current.get("epoch", 0) + 1 and current.get("state") == "running")
 
 
 class RegistryWriter:

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     secret_grace_hours: float = Field(default=24.0, ge=0)
     #: Accepted distance of ``x-ca-timestamp`` from the server clock, in seconds.
     signature_window_s: int = Field(default=900, ge=1)
+    #: Where the api remembers Artemis nonces: ``kafka`` shares them between every api replica
+    #: (bridge.nonces), ``memory`` keeps them in one process (a single api only).
+    nonce_store: Literal["kafka", "memory"] = "kafka"
+    #: Most nonces an api remembers; beyond it the oldest are forgotten before their window ends.
+    nonce_max_entries: int = Field(default=100_000, ge=1000)
+    #: A running replay whose api has not reported progress for this long is taken over by
+    #: another api (or by the restarted one), from its last recorded position, in seconds.
+    replay_takeover_s: float = Field(default=15.0, gt=0)
     #: Confluent Schema Registry for the analytics feed (Confluent wire format); unset: schemaless
     #: Avro with the schema fingerprint in the ``bridge-schema`` header.
     schema_registry_url: str | None = None

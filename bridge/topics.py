@@ -67,6 +67,12 @@ def topic_table(settings: Settings) -> dict[str, TopicSpec]:
         spec("config", "setting name", 1, compacted=True),
         # Delivery state other processes show (circuit breakers), written by delivery workers.
         spec("delivery.state", "destination", 1, compacted=True),
+        # Replay jobs (state, progress, cancel requests) shared by every api replica.
+        spec("replays", "job:<id> | cancel:<id>", 1, compacted=True),
+        # Artemis nonces of verified requests, shared by every api replica (bridge.nonces). The
+        # store reads back one nonce window (twice the signature window); keep twice that.
+        spec("nonces", "sha256(appKey, nonce)",
+             retention_ms=max(HOUR_MS, 4 * settings.signature_window_s * 1000)),
         spec("deliveries", "partnerId"),
         *[
             spec(retry_tier_name(tier), "partnerId")

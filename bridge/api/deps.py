@@ -71,9 +71,10 @@ async def artemis_partner(request: Request, svc: ServicesDep) -> Partner:
         body=body,
     )
     try:
-        verify(signed, secrets_for_key, now=time.time(), nonces=svc.nonces,
-               window_s=svc.settings.signature_window_s,
-               allows_unsigned_timestamp=allows_unsigned_timestamp)
+        # In a thread: the shared nonce store waits for Kafka (a few ms), the loop must not.
+        await asyncio.to_thread(verify, signed, secrets_for_key, now=time.time(), nonces=svc.nonces,
+                                window_s=svc.settings.signature_window_s,
+                                allows_unsigned_timestamp=allows_unsigned_timestamp)
     except AuthError as exc:
         log.info("artemis auth failed: %s (appKey %s)", exc.reason, request.headers.get("x-ca-key"))
         raise
