@@ -29,8 +29,6 @@ from typing import Any
 from bridge.events import DeliveryTask, EventRecord
 from bridge.registry import Partner
 
-LINKAGE_KEYS = ("linkageResult",)
-
 
 def content_hash(record: EventRecord) -> str:
     """What makes two reports the same report: status and the event object's content."""

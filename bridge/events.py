@@ -15,12 +15,6 @@ from typing import Any, Literal
 
 Trigger = Literal["live", "retry", "replay", "redrive"]
 
-#: Key of the control records older (Faust) workers wrote to their own ``bridge.events``
-#: partitions to drive correlation timers; they may still be in the log, so every reader of
-#: ``bridge.events`` skips them. Nothing writes them any more (timers run in the routing loop).
-TICK_KEY = b"__bridge_tick__"
-
-
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
