@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     #: How long ``bridge.events`` keeps events (the replay horizon), in hours.
     events_retention_hours: int = Field(default=7 * 24, ge=1)
-    #: Consumer group / Faust application id.
+    #: Prefix of the bridge's consumer groups and transactional ids (``<app_id>-route``, ...).
     app_id: str = "event-bridge"
 
     # --- Local broker (``event-bridge kafka``) -------------------------------------------------

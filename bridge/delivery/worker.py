@@ -1,9 +1,9 @@
 """The delivery loop: consume tasks, push them, settle each, commit only what is settled.
 
-Why its own confluent-kafka consumer rather than a Faust agent: isolation needs tasks of different
-partners in one partition to run in parallel, each partner bounded by its own in-flight limit, with
-the partition's offset committed only up to its lowest unsettled task. Faust's agents commit in
-stream order per partition; this loop tracks offsets itself (``offsets.PartitionOffsets``).
+Why a consumer of its own rather than a stream framework's agent: isolation needs tasks of
+different partners in one partition to run in parallel, each partner bounded by its own in-flight
+limit, with the partition's offset committed only up to its lowest unsettled task. Stream agents
+commit in stream order per partition; this loop tracks offsets itself (``offsets.PartitionOffsets``).
 
 Per task: wait for ``not_before`` (retry tiers) → partner's slot → breaker → ``sender`` → outcome →
 ``retry.next_step`` → write to the next retry tier or the dead-letter topic → settled.
