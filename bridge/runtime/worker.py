@@ -134,7 +134,7 @@ async def supervise(settings: Settings, stages: Sequence[Stage], drain_s: float 
         if late:
             # A stage stuck in a blocking client call cannot be cancelled; its offsets are not
             # committed, so the next owner redoes its work.
-            log.error("stages %s did not drain within %.0f s; exiting", 
+            log.error("stages %s did not drain within %.0f s; exiting",
                       ",".join(t.get_name() for t in late), drain_s)
             logging.shutdown()
             os._exit(1)
@@ -144,7 +144,7 @@ async def supervise(settings: Settings, stages: Sequence[Stage], drain_s: float 
                       exc_info=task.exception())
             code = 1
     await asyncio.to_thread(worker.close)
-    log.info("worker stopped (exit code %d)", code)
+    log.log(logging.ERROR if code else logging.INFO, "worker stopped (exit code %d)", code)
     return code
 
 
