@@ -36,8 +36,9 @@ from bridge.settings import Settings
 
 log = logging.getLogger("bridge.worker")
 
-#: How long the stages get to drain after a stop before the process exits anyway.
-DRAIN_S = 45.0
+#: How long the stages get to drain after a stop before the process exits anyway (inside the
+#: 30 s an orchestrator such as Kubernetes waits by default between SIGTERM and SIGKILL).
+DRAIN_S = 25.0
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,23 @@ class Worker:
         self._producer: AsyncProducer | None = None
 
     async def registry(self) -> RegistryView:
-        """The worker's one registry view, started on first use and loaded before it is returned."""
+        """The worker's one registry view, started on first use and loaded before it is returned.
+
+        Raises ``CancelledError`` when the worker stops before the view is loaded: the stage
+        had not begun, so there is nothing to drain.
+        """
         if self._view is None:
             self._view = RegistryView(self.settings).start(wait_caught_up=None)
             self._view_ready = asyncio.ensure_future(asyncio.to_thread(self._view.wait_ready, 120.0))
         assert self._view_ready is not None
-        await asyncio.shield(self._view_ready)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait([self._view_ready, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not self._view_ready.done():
+            raise asyncio.CancelledError
+        self._view_ready.result()  # raises when the view could not load
         return self._view
 
     @property
@@ -111,16 +123,18 @@ async def supervise(settings: Settings, stages: Sequence[Stage], drain_s: float 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     _serve_metrics(settings)
-    tasks = {asyncio.create_task(stage.run(worker), name=stage.name): stage for stage in stages}
+    tasks = [asyncio.create_task(stage.run(worker), name=stage.name) for stage in stages]
     log.info("worker started: stages %s (pid %d)", ",".join(s.name for s in stages), os.getpid())
     stopping = asyncio.create_task(worker.stop.wait())
     done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
     code = 0
+    reported: set[asyncio.Task[None]] = set()
     for task in done:
         if task is stopping or worker.stop.is_set():
             continue
         code = 1
-        error = task.exception()
+        reported.add(task)
+        error = None if task.cancelled() else task.exception()
         if error is not None:
             log.error("stage %s died: %s: %s; stopping the worker", task.get_name(),
                       type(error).__name__, error, exc_info=error)
@@ -139,7 +153,7 @@ async def supervise(settings: Settings, stages: Sequence[Stage], drain_s: float 
             logging.shutdown()
             os._exit(1)
     for task in tasks:
-        if not task.cancelled() and task.exception() is not None and task not in done:
+        if task not in reported and not task.cancelled() and task.exception() is not None:
             log.error("stage %s failed while draining: %s", task.get_name(), task.exception(),
                       exc_info=task.exception())
             code = 1
