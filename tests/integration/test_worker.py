@@ -80,34 +80,45 @@ def stack(kafka_settings: Settings) -> Iterator[Stack]:
 
 def test_sigterm_under_load_loses_nothing_and_repeats_nothing_settled(stack: Stack,
                                                                       fake_partner: FakePartner) -> None:
-    fast, slow = "/ok/term-a", "/slow/0.05/term-b"
-    stack.partner(fake_partner.url(fast))
-    stack.partner(fake_partner.url(slow))
+    # The redelivery check is off: only the drain's settle-and-commit keeps pushes from repeating.
+    _sigterm_under_load(stack, fake_partner, {"/ok/term-a": {}, "/slow/0.05/term-b": {}})
+
+
+def test_sigterm_with_an_ordered_partner(kafka_settings: Settings, fake_partner: FakePartner) -> None:
+    # An ordered partner's queued tasks are left unsettled on stop (one at a time, in order), and
+    # the tasks above them in their partition are redone by the next worker: the redelivery check
+    # (on by default) is what keeps the settled ones among them from being pushed again.
+    with running_stack(stack_settings(kafka_settings, partitions=3)) as stack:
+        _sigterm_under_load(stack, fake_partner, {"/ok/ord-a": {}, "/ok/ord-b": {"ordered": True}})
+
+
+def _sigterm_under_load(stack: Stack, fake_partner: FakePartner, partners: dict[str, dict[str, object]]) -> None:
+    for path, delivery in partners.items():
+        stack.partner(fake_partner.url(path), delivery=delivery)
     first = stack.worker()
     for i in range(150):
         stack.push(f"t-{i}")
-    fake_partner.wait_ok(slow, 20)  # pushes of both partners are in flight now
+    fake_partner.wait_ok(list(partners)[-1], 20)  # pushes are in flight now
     assert first.proc is not None
     first.proc.send_signal(signal.SIGTERM)
     for i in range(150, 200):  # the platform keeps pushing while the worker drains
         stack.push(f"t-{i}")
     assert _exit_code(first) == 0
-    before = {prefix: _received(fake_partner, prefix) for prefix in (fast, slow)}
+    before = {prefix: _received(fake_partner, prefix) for prefix in partners}
     stack.worker()
     expected = {f"t-{i}" for i in range(200)}
-    for prefix in (fast, slow):
+    for prefix in partners:
         _wait_for(f"every event at {prefix}", lambda p=prefix: set(_received(fake_partner, p)) == expected)
     # Every task settled (its pushes done): what the partner counts now is final.
     _wait_for("every task settled", lambda: _all_settled(stack.settings))
-    for prefix in (fast, slow):
+    for prefix in partners:
         received = _received(fake_partner, prefix)
         assert set(received) == expected
-        # What the stopped worker had pushed it settled and committed before exiting (the
-        # redelivery check is off): the next worker pushed none of it again.
+        # What the stopped worker had pushed, the next worker pushed none of again.
         assert before[prefix] and all(received[e] == 1 for e in before[prefix]), prefix
     tasks = read_topic(stack.settings, "deliveries", DeliveryTask.decode)
     routed = Counter((t.partner_id, t.event_ids) for t in tasks if t.trigger == "live")
-    assert len(routed) == 2 * len(expected) and set(routed.values()) == {1}
+    assert len(routed) == len(partners) * len(expected) and set(routed.values()) == {1}
 
 
 def test_a_stage_that_dies_stops_the_worker_with_exit_code_1(stack: Stack, tmp_path: Path) -> None:
