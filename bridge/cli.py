@@ -584,8 +584,8 @@ def worker(
     names = [name.strip() for name in stages.split(",") if name.strip()]
     unknown = sorted(set(names) - set(STAGES))
     if unknown or not names:
-        raise _fail(f"--stages: unknown stage {', '.join(unknown) or '(none given)'}; "
-                    f"known: {', '.join(STAGES)}")
+        problem = f"unknown stage {', '.join(unknown)}" if unknown else "no stage named"
+        raise _fail(f"--stages: {problem}; known: {', '.join(STAGES)}")
     factories = {"routing": routing.stage, "analytics": analytics.stage, "delivery": delivery.stage}
     try:
         settings.require_secrets()

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     #: A worker taking over a partition skips live tasks whose delivery id was delivered within
     #: this many seconds (read from bridge.outcomes); 0 turns it off.
     redelivery_window_s: float = Field(default=600.0, ge=0)
-    #: Port of a delivery worker's Prometheus endpoint (0: none).
+    #: Port of the worker process's Prometheus endpoint, all its stages' metrics (0: none).
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     #: One log line per HTTP request (off in `event-bridge dev --demo`, whose screen is a live table).
