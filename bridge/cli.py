@@ -628,25 +628,48 @@ def export(
 # --- processes -------------------------------------------------------------------------------
 
 
+#: The stages a worker can run, in pipeline order (``event-bridge worker --stages``).
+STAGES = ("routing", "analytics", "delivery")
+
+
+def _log_level(name: str) -> int:
+    level = logging.getLevelName({"warn": "WARNING"}.get(name.lower(), name.upper()))
+    if not isinstance(level, int):
+        raise _fail(f"-l/--loglevel: unknown level {name!r} (debug, info, warning, error)")
+    return level
+
+
 @app.command()
-def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") -> None:
+def worker(
+    loglevel: Annotated[str | None, typer.Option("-l", "--loglevel", help="debug, info, warning "
+                                                 "or error (default: BRIDGE_LOG_LEVEL).")] = None,
+    stages: Annotated[str, typer.Option(help="Comma-separated stages to run, of "
+                                        f"{','.join(STAGES)} (e.g. delivery alone, to scale it).")]
+    = ",".join(STAGES),
+) -> None:
     """Run a worker (routing + correlation, analytics feed, delivery); run more to scale out."""
     from bridge import analytics, routing
-    from bridge.app import create_app, run_worker
     from bridge.delivery import stage as delivery
+    from bridge.runtime import worker as runtime
 
     settings = get_settings()
+    logging.basicConfig(level=_log_level(loglevel or settings.log_level),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    names = [name.strip() for name in stages.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(STAGES))
+    if unknown or not names:
+        problem = f"unknown stage {', '.join(unknown)}" if unknown else "no stage named"
+        raise _fail(f"--stages: {problem}; known: {', '.join(STAGES)}")
+    factories = {"routing": routing.stage, "analytics": analytics.stage, "delivery": delivery.stage}
     try:
         settings.require_secrets()
+        # Each stage checks what it relies on here, so a bad deployment fails before anything runs.
+        chosen = [factories[name](settings) for name in STAGES if name in names]
     except BridgeError as exc:
         raise _fail(exc) from None
-    # The stages a worker runs, in pipeline order; each registers its task on the Faust app, which
-    # hosts them (signals, logging); each stage runs its own Kafka consumer loop.
-    try:
-        faust_app = create_app(settings, [routing.register, analytics.register, delivery.register])
-    except BridgeError as exc:
-        raise _fail(exc) from None
-    run_worker(faust_app, loglevel)
+    code = runtime.run(settings, chosen)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

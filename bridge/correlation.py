@@ -29,8 +29,6 @@ from typing import Any
 from bridge.events import DeliveryTask, EventRecord
 from bridge.registry import Partner
 
-LINKAGE_KEYS = ("linkageResult",)
-
 
 #: Most linkage results (the latest) and picture URLs kept per eventId: the platform may report
 #: one eventId without end, and its state must stay one bounded changelog record.

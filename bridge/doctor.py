@@ -7,7 +7,6 @@ registry, the network and the bridge's own topics, instead of log-diving.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -127,8 +126,3 @@ def _recent_types(settings: Settings, types: set[int], per_partition: int) -> Co
             counts[record.event_type] += 1
     return counts
 
-
-def summary(checks: list[Check]) -> str:
-    worst = "fail" if any(c.verdict == "fail" for c in checks) else (
-        "warn" if any(c.verdict == "warn" for c in checks) else "ok")
-    return f"{worst} ({time.strftime('%Y-%m-%d %H:%M:%S')})"

@@ -15,12 +15,6 @@ from typing import Any, Literal
 
 Trigger = Literal["live", "retry", "replay", "redrive"]
 
-#: Key of the control records older (Faust) workers wrote to their own ``bridge.events``
-#: partitions to drive correlation timers; they may still be in the log, so every reader of
-#: ``bridge.events`` skips them. Nothing writes them any more (timers run in the routing loop).
-TICK_KEY = b"__bridge_tick__"
-
-
 #: Bytes a delivery task keeps free below ``max_record_bytes`` for what delivery adds to it when
 #: it dead-letters the task (attempts, reason, the partner's last answer).
 TASK_HEADROOM = 4096

@@ -1,4 +1,4 @@
-"""confluent-kafka for the processes that are not Faust workers (API, CLI, replay).
+"""confluent-kafka: admin, the awaitable producer, the read-to-end reader.
 
 The one place where confluent-kafka errors become :mod:`bridge.errors` (style rule 3).
 """

@@ -1,12 +1,11 @@
 """An exactly-once consume → transform → produce loop over one source topic (Kafka transactions).
 
-Why not a Faust agent: with faust-streaming 0.11 a worker restart or a rebalance under load lost
-events in our tests (messages re-fetched after a rebalance fell below Faust's per-partition read
-offset and were dropped, never routed by any worker). This loop keeps no offset of its own: per
-batch, the records it produces, the state changes it writes to its changelog topic and the source
-offsets it consumed are committed in **one Kafka transaction** (KIP-98, with KIP-447 consumer-group
-fencing). A crash at any point leaves either all of a batch or none of it; the next owner of the
-partition restores the state from the changelog and continues from the committed offset.
+The loop keeps no offset of its own: per batch, the records it produces, the state changes it
+writes to its changelog topic and the source offsets it consumed are committed in **one Kafka
+transaction** (KIP-98, with KIP-447 consumer-group fencing). A crash at any point leaves either
+all of a batch or none of it; the next owner of the partition restores the state from the
+changelog and continues from the committed offset. (Why this loop and not a stream framework's
+agents: the README's "Design" section.)
 
 A stage plugged into the loop is a ``Handler``: it turns one source record into output records,
 emits timed output on ``tick``, and gets its per-partition state back through ``restore``. State
@@ -129,7 +128,7 @@ class TransactionalLoop:
     """Runs ``handler`` over ``source`` in consumer group ``group`` until ``stop`` is set."""
 
     def __init__(self, settings: Settings, stage: str, source: str, handler: Handler,
-                 tick_s: float = 1.0, batch: int = 500, legacy_group: str | None = None) -> None:
+                 tick_s: float = 1.0, batch: int = 500) -> None:
         self.settings = settings
         self.stage = stage
         self.source = source
@@ -141,7 +140,6 @@ class TransactionalLoop:
         #: Largest record a stage may derive: a delivery task must still fit once delivery
         #: dead-letters it, and one bound for every output keeps the rule simple.
         self.max_output_bytes = settings.max_record_bytes - TASK_HEADROOM
-        self.legacy_group = legacy_group
         self.assigned: set[int] = set()
 
     # --- sessions ------------------------------------------------------------------------------
@@ -202,34 +200,8 @@ class TransactionalLoop:
         for partition in numbers:
             self.handler.restore(partition, restored[partition])
             self.assigned.add(partition)
-        if self.legacy_group:
-            self._continue_legacy(consumer, partitions)
         log.info("%s: assigned partitions %s (restored %d state entries)", self.stage, numbers,
                  sum(len(v) for v in restored.values()))
-
-    def _continue_legacy(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions this group never committed start where the legacy group got to.
-
-        Before this loop, the stage ran as a Faust agent in consumer group ``legacy_group``; a new
-        group would otherwise start at the beginning of the log and re-send days of events.
-        """
-        committed = consumer.committed(partitions, timeout=30)
-        fresh = [TopicPartition(tp.topic, tp.partition) for tp in committed if tp.offset < 0]
-        if not fresh:
-            return
-        reader = Consumer(self.settings.librdkafka(**{"group.id": self.legacy_group,
-                                                      "enable.auto.commit": False}))
-        try:
-            legacy = {tp.partition: tp.offset for tp in reader.committed(fresh, timeout=30) if tp.offset >= 0}
-        finally:
-            reader.close()
-        if not legacy:
-            return
-        starts = [TopicPartition(tp.topic, tp.partition, legacy.get(tp.partition, tp.offset))
-                  for tp in committed]
-        consumer.assign(starts)
-        log.warning("%s: first start of this consumer group: continuing from group %s at %s",
-                    self.stage, self.legacy_group, legacy)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -384,13 +356,37 @@ class TransactionalLoop:
         raise RestartSession("commit_transaction kept failing with retriable errors")
 
 
-async def run_in_thread(loop: TransactionalLoop, stop: threading.Event, name: str) -> None:
-    """Run ``loop`` on its own thread (librdkafka calls block); stop it when the task is cancelled."""
-    thread = threading.Thread(target=loop.run, args=(stop,), name=name, daemon=True)
+async def run_in_thread(loop: TransactionalLoop, stop: asyncio.Event, name: str) -> None:
+    """Run ``loop`` on its own thread (librdkafka calls block) until ``stop`` is set.
+
+    On ``stop`` the loop finishes (or aborts) its current transaction and closes its consumer.
+    An exception that ends the loop's thread is raised here, so the worker sees the dead stage.
+    """
+    halt = threading.Event()
+    events = asyncio.get_running_loop()
+    ended: asyncio.Future[BaseException | None] = events.create_future()
+
+    def target() -> None:
+        failure: BaseException | None = None
+        try:
+            loop.run(halt)
+        except BaseException as exc:  # handed to the worker's event loop
+            failure = exc
+        try:
+            events.call_soon_threadsafe(lambda: ended.done() or ended.set_result(failure))
+        except RuntimeError:  # the worker's event loop is closed: nobody waits any more
+            pass
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        while thread.is_alive():
-            await asyncio.sleep(0.2)
+        await asyncio.wait([ended, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stop.set()  # the loop finishes its current transaction, then closes its consumer
-        await asyncio.to_thread(thread.join, 30)
+        stopping.cancel()
+        halt.set()
+        if not ended.done():
+            await asyncio.wait([ended], timeout=2 * loop.settings.transaction_timeout_s + 30)
+    failure = ended.result() if ended.done() else None
+    if failure is not None:
+        raise failure

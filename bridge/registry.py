@@ -20,16 +20,21 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from prometheus_client import Gauge
 
 from bridge.errors import KafkaUnavailable
 from bridge.kafka import AsyncProducer
 from bridge.settings import Settings
 from bridge.topics import topic_table
+
+#: Views reading the registry in this process (each is one consumer thread over every registry
+#: topic): a worker shares one between its stages.
+VIEWS = Gauge("bridge_registry_views", "Registry views running in this process")
 
 PartnerState = Literal["active", "disabled"]
 LinkageMode = Literal["separate", "merged"]
@@ -201,7 +206,6 @@ class RegistryView:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._listeners: list[Callable[[str, str], None]] = []
         self.error: str | None = None
 
     # lifecycle
@@ -214,6 +218,7 @@ class RegistryView:
         """
         self._thread = threading.Thread(target=self._run, name="registry-view", daemon=True)
         self._thread.start()
+        VIEWS.inc()
         if wait_caught_up is not None:
             self.wait_ready(wait_caught_up)
         return self
@@ -260,13 +265,11 @@ class RegistryView:
         raise KafkaUnavailable("registry view stopped before it connected")
 
     def stop(self) -> None:
+        if self._thread and not self._stop.is_set():
+            VIEWS.dec()
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-
-    def on_change(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(kind, key)`` after each applied record (from the view's thread)."""
-        self._listeners.append(listener)
 
     def _run(self) -> None:
         try:
@@ -284,7 +287,6 @@ class RegistryView:
                 msgs = consumer.consume(500, 0) or consumer.consume(1, 0.2)
                 if not msgs:
                     continue
-                changed: list[tuple[str, str]] = []
                 with self._lock:
                     for msg in msgs:
                         if msg.error():
@@ -295,12 +297,8 @@ class RegistryView:
                         key = msg.key().decode() if msg.key() else ""
                         self._apply(kind, key, msg.value())
                         self._applied[msg.topic()] = msg.offset() + 1
-                        changed.append((kind, key))
                     self._by_type = None
                     self._lock.notify_all()
-                for kind, key in changed:
-                    for listener in self._listeners:
-                        listener(kind, key)
         finally:
             consumer.close()
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     #: How long ``bridge.events`` keeps events (the replay horizon), in hours.
     events_retention_hours: int = Field(default=7 * 24, ge=1)
-    #: Consumer group / Faust application id.
+    #: Prefix of the bridge's consumer groups and transactional ids (``<app_id>-route``, ...).
     app_id: str = "event-bridge"
 
     # --- Local broker (``event-bridge kafka``) -------------------------------------------------
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     #: A worker taking over a partition skips live tasks whose delivery id was delivered within
     #: this many seconds (read from bridge.outcomes); 0 turns it off.
     redelivery_window_s: float = Field(default=600.0, ge=0)
-    #: Port of a delivery worker's Prometheus endpoint (0: none).
+    #: Port of the worker process's Prometheus endpoint, all its stages' metrics (0: none).
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     #: One log line per HTTP request (off in `event-bridge dev --demo`, whose screen is a live table).
