@@ -358,7 +358,7 @@ class BridgeStack:
     other's records.
     """
 
-    def __init__(self, bootstrap: str, name: str, logs: Path, watch: ProcWatch, module: str = "bridge",
+    def __init__(self, bootstrap: str, name: str, logs: Path, watch: ProcWatch,
                  **overrides: Any) -> None:
         from cryptography.fernet import Fernet
         from pydantic import SecretStr
@@ -369,8 +369,6 @@ class BridgeStack:
         self.name = name
         self.logs = logs
         self.watch = watch
-        #: ``bridge``, or ``bench.whatif`` (the bridge with the report's fixes patched in).
-        self.module = module
         values: dict[str, Any] = {
             "mode": "prod",
             "kafka_bootstrap": bootstrap,
@@ -403,7 +401,7 @@ class BridgeStack:
         from bridge.kafka import ensure_topics
 
         ensure_topics(self.settings)
-        self.api = spawn([sys.executable, "-m", self.module, "api"], self.logs / f"{self.name}-api.log",
+        self.api = spawn([sys.executable, "-m", "bridge", "api"], self.logs / f"{self.name}-api.log",
                          self._env())
         self.watch.add("bridge api", self.api.pid)
         if worker:
@@ -412,7 +410,7 @@ class BridgeStack:
         return self
 
     def start_worker(self) -> None:
-        self.worker = spawn([sys.executable, "-m", self.module, "worker", "-l", "warn"],
+        self.worker = spawn([sys.executable, "-m", "bridge", "worker", "-l", "warn"],
                             self.logs / f"{self.name}-worker.log", self._env())
         self.worker_starts += 1
         self.watch.add("bridge worker", self.worker.pid)

@@ -15,7 +15,6 @@ from typing import Any
 
 from bench.harness import OUT
 from bench.profile import PROFILES, summarize
-from bench.whatif import BATCH_WAIT_S
 
 DASH = "—"
 #: Latency above which a 0.25 s slice counts as a stall in the before/after table.
@@ -273,10 +272,7 @@ def section_s5(s: dict[str, Any]) -> str:
     first = next(iter(s["in_process"].values()))["match10"]
     out.append(f"\nOf the {first['route_encode_us_per_event']:.0f} µs per event (10 matching partners), matching and "
                f"building the tasks take {first['route_us_per_event']:.0f} µs; `DeliveryTask.encode()` takes "
-               f"{first['encode_us_per_task']:.0f} µs per task. The same bytes without `dataclasses.asdict` "
-               f"(a what-if, `bench.scenarios.s5_subscriptions.fast_encode`, identical output: "
-               f"{'yes' if first['fast_encode_same_bytes'] else 'NO'}) take {first['fast_encode_us_per_task']:.0f} µs "
-               f"({x(div(first['encode_us_per_task'], first['fast_encode_us_per_task']))} faster).\n\n")
+               f"{first['encode_us_per_task']:.0f} µs per task.\n\n")
     out.append(f"**The worker process** (registry of N partners written to the registry topics; one takes the events' "
                f"types; {n(sz['worker_events'])} events; CPU = utime+stime of the worker / events):\n\n")
     rows = []
@@ -306,51 +302,11 @@ def section_s6(s: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def section_s7(s: dict[str, Any], res: dict[str, Any]) -> str:
-    sz, th, lat = s["sizes"], s["throughput"], s["latency"]
-    s1 = res["scenarios"].get("s1", {}).get("bridge", {})
-    s2r = res["scenarios"].get("s2", {}).get("rates", {})
-    key = str(int(sz["latency_rate"]))
-    before = (s2r.get(key) or {}).get("bridge", {})
-    out = ["Not one of the issue's scenarios: the same workloads against `python -m bench.whatif api|worker`, "
-           "the bridge's own CLI with three fixes patched in from outside (nothing in `bridge/` changed): "
-           "`DeliveryTask`/`EventRecord.encode` without `dataclasses.asdict`; the delivery loop's and the "
-           "registry view's `consume()` returning as soon as a record is there (plus "
-           f"≤ {BATCH_WAIT_S * 1000:.0f} ms for the rest of the batch); the delivery loop's lag metric from "
-           "cached watermarks. \"Before\" is scenario 1 "
-           f"(the same {n(sz['events'])} events, same seed; {sz['partners']} partners) and scenario 2 at "
-           f"{key} events/s of this run.\n\n"]
-    rows = [
-        ["deliveries/s (scenario 1 workload)", n(s1.get("deliveries_per_s")), n(th["deliveries_per_s"]),
-         x(div(th["deliveries_per_s"], s1.get("deliveries_per_s")))],
-        ["worker CPU per delivery, ms", n(s1.get("worker_cpu_ms_per_delivery"), 2), n(th["worker_cpu_ms_per_delivery"], 2),
-         x(div(th["worker_cpu_ms_per_delivery"], s1.get("worker_cpu_ms_per_delivery")))],
-        ["events/s ingested", n(s1.get("ingest_events_per_s")), n(th["ingest_events_per_s"]),
-         x(div(th["ingest_events_per_s"], s1.get("ingest_events_per_s")))],
-    ]
-    for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
-        rows.append([f"end-to-end {k[:-3]} at {key} events/s, ms", ms(before.get(k)), ms(lat[k]), x(div(lat[k], before.get(k)))])
-    if before.get("series") and lat.get("series"):
-        from bench.scenarios.s2_latency import spikes
-
-        limit = SPIKE_MS
-        rows.append([f"0.25 s slices with a delivery slower than {limit} ms at {key} events/s",
-                     n(spikes(before["series"], None, limit)["count"]), n(spikes(lat["series"], None, limit)["count"]), ""])
-    rows.append(["partner create + subscribe, ms per partner (8 in parallel)", n(s1.get("partner_setup_per_partner_ms")),
-                 n(s.get("partner_setup_per_partner_ms")), x(div(s.get("partner_setup_per_partner_ms"),
-                                                               s1.get("partner_setup_per_partner_ms")))])
-    out.append(table(["", "before: the bridge", "after: with the fixes", "after / before"], rows))
-    out.append("\nThroughput numbers on this shared 2-core machine move by ±20 % from run to run; the latency "
-               "changes are far larger than that.\n")
-    return "".join(out)
-
-
 SECTIONS = {"s1": ("1. Throughput", section_s1), "s2": ("2. End-to-end latency at fixed rates", section_s2),
             "s3": ("3. Fan-out: one event type, 1,000 partners", section_s3),
             "s4": ("4. Isolation: one slow partner among 20", section_s4),
             "s5": ("5. Subscription scale: routing cost per event", section_s5),
-            "s6": ("6. Crash: worker SIGKILLed mid-run and restarted", section_s6),
-            "s7": ("7. What-if: the fixes patched in (before / after)", section_s7)}
+            "s6": ("6. Crash: worker SIGKILLed mid-run and restarted", section_s6)}
 
 
 def headline(res: dict[str, Any]) -> str:
@@ -445,11 +401,6 @@ def plot(res: dict[str, Any], path: Path) -> bool:
                 val = d.get(f"p{p}_ms")
                 if val:
                     ax.plot([p * delivered], [max(val, 0.1)], marker=marker, color=color, ms=5)
-        s7 = res["scenarios"].get("s7", {}).get("latency")
-        if s7 and s7.get("quantiles_ms") and str(int(res["scenarios"]["s7"]["sizes"]["latency_rate"])) == str(rate):
-            q = s7["quantiles_ms"]
-            ax.plot([100 * i / (len(q) - 1) for i in range(len(q))], [max(v, 0.1) for v in q], ls="--",
-                    color="#e63946", lw=1.4, label="(c') bridge with the fixes of section 7")
         ax.set_yscale("log")
         ax.set_xlim(0, 100)
         ax.set_title(f"{int(rate):,} events/s")
@@ -470,113 +421,6 @@ def plot(res: dict[str, Any], path: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 # the document
 # --------------------------------------------------------------------------------------------
-
-
-def bottlenecks(res: dict[str, Any]) -> str:
-    """What the numbers mean, with the measured values filled in; the analysis behind it is in the text."""
-    sc = res["scenarios"]
-    s1, s2, s3, s4, s5, s6 = (sc.get(k, {}) for k in ("s1", "s2", "s3", "s4", "s5", "s6"))
-    parts: list[str] = []
-    if "bridge" in s1:
-        b = s1["bridge"]
-        parts.append(
-            f"1. **The delivery worker is CPU-bound in one Python process.** In scenario 1 it spent "
-            f"{b['worker_cpu_ms_per_delivery']:.2f} ms of CPU per delivery ({n(b['worker_cpu_s'], 1)} s for "
-            f"{n(b['deliveries'])} deliveries), so one worker tops out near {n(div(1000, b['worker_cpu_ms_per_delivery']))} "
-            f"deliveries/s per core — while aiohttp's client alone does {n(s1['limit_http']['rps'])}/s here and the naive "
-            f"bridge {n(s1['naive']['deliveries_per_s'])}/s. The Kafka broker shares the same 2 cores "
-            f"({n(s1['rss'].get('kafka broker (JVM)', {}).get('cpu_s'), 0)} s of CPU in this scenario): every delivery "
-            "is a task record written by routing, read back by the delivery loop, and an outcome record written "
-            "and acknowledged — three Kafka records per delivery where the naive bridge has none. The profile "
-            "below splits the worker's time: the HTTP POST through the httpx API over the aiohttp transport "
-            "(about a fifth); then, about a tenth each, the outcome writes through the confluent-kafka "
-            "producer (whose poll thread wakes the event loop once per record with `call_soon_threadsafe`: "
-            "`_write_to_self` is among the hottest functions), Faust/aiokafka producing the delivery tasks, "
-            "Faust's own consumer machinery, and `DeliveryTask.encode`'s `dataclasses.asdict` deep copy. "
-            "No single fix doubles throughput; a second worker process would use the second core, but on "
-            "this 2-core machine the broker needs it.")
-    if "in_process" in s5:
-        first = next(iter(s5["in_process"].values()))["match10"]
-        parts.append(
-            f"2. **`DeliveryTask.encode()` costs {first['encode_us_per_task']:.0f} µs per task**, "
-            f"{x(div(first['encode_us_per_task'], max(first['route_us_per_event'] / 10, 1e-9)))} the cost of matching "
-            f"and building it: `dataclasses.asdict` deep-copies the whole event body (nested `data`) before "
-            f"`json.dumps`. Encoding the fields without `asdict` gives the identical bytes in "
-            f"{first['fast_encode_us_per_task']:.0f} µs (measured in scenario 5; before/after below). The same "
-            "pattern (`asdict` then json) is in `EventRecord.encode` and the registry encoders. Not changed "
-            "here: `bridge/` is outside this benchmark's remit.")
-    if "rates" in s2:
-        lows = [(rate, r["bridge"]) for rate, r in s2["rates"].items() if "bridge" in r]
-        if lows:
-            rate0, b0 = lows[0]
-            sp = b0.get("spikes") or {}
-            setup = s3.get("bridge", {}).get("partner_setup_per_partner_ms")
-            spike_text = ""
-            if sp.get("count"):
-                spike_text = (f" The tail (p95 {ms(b0['p95_ms'])}, p99 {ms(b0['p99_ms'])} ms) comes from stalls: "
-                              f"{n(sp['count'])} stretch{'es' if sp['count'] != 1 else ''} of 0.25 s with a delivery "
-                              f"slower than {ms(sp.get('threshold_ms'))} ms (3× p50) in {n(s2['sizes']['seconds'][0])} s"
-                              + (f", {sp['mean_interval_s']:.1f} s apart on average" if sp.get("mean_interval_s") else "")
-                              + ". In the development runs they recurred every ~5 s, the period at which the delivery "
-                              "loop measures its lag: `get_watermark_offsets(..., cached=False)` for each of its ~54 "
-                              "assigned partitions (deliveries + 8 retry tiers × 6), one blocking broker round trip "
-                              "each, on the consumer's only thread — nothing is consumed meanwhile; the synchronous "
-                              "offset commit every second is a smaller stall of the same kind.")
-            parts.append(
-                f"3. **Latency even below saturation.** At {int(rate0):,} events/s the bridge's p50 is "
-                f"{ms(b0['p50_ms'])} ms and p99 {ms(b0['p99_ms'])} ms (the raw pipeline's {ms(s2['rates'][rate0]['limit']['p50_ms'])} / "
-                f"{ms(s2['rates'][rate0]['limit']['p99_ms'])} ms). Two stages poll with "
-                "`confluent_kafka.Consumer.consume(500, timeout)`, which blocks for the whole timeout unless 500 "
-                "records are waiting (checked against librdkafka here: `consume(500, 2.0)` with one record waiting "
-                "returns after 2.0 s): the delivery loop (`consume(500, 0.1)`: up to 100 ms per batch at low rates) "
-                "and the registry view (`consume(500, 0.2)`: every admin/Artemis write waits for read-your-writes, "
-                "so each takes a few hundred ms"
-                + (f" — {n(setup)} ms per partner with 16 created in parallel in scenario 3, i.e. "
-                   f"~{n(setup * 16 / 1000 if setup else None, 1)} s per create + subscribe" if setup else "")
-                + ")." + spike_text + " Above ~500 events/s with one partner the bridge saturates (scenario 2's 500/s "
-                "and 2,000/s rows: the worker near 100 % of a core), so the 100 ms p99 goal is missed by queueing "
-                "first. Section 7 measures the bridge with these three fixed.")
-    if "runs" in s4:
-        sl = s4["runs"].get("slow", {})
-        nv = s4["runs"].get("never", {})
-        if sl and nv:
-            parts.append(
-                f"4. **Isolation holds.** With one partner answering after 10 s the 19 others got "
-                f"{n(sl['bridge']['deliveries_per_s'], 1)} deliveries/s from the bridge against "
-                f"{n(sl['naive']['deliveries_per_s'], 1)}/s from the naive bridge "
-                f"({x(sl['ratios']['deliveries_bridge_over_naive'])}), never answering "
-                f"{x(nv['ratios']['deliveries_bridge_over_naive'])}; their p99 moved "
-                f"{x(sl['ratios']['bridge_p99_over_baseline'])} / {x(nv['ratios']['bridge_p99_over_baseline'])} "
-                "relative to the baseline run. At this load the healthy partners' latency is dominated by the "
-                "bridge's own per-delivery cost (above), not by the slow partner.")
-    if "worker" in s5:
-        sizes = list(s5["worker"])
-        big = s5["worker"][sizes[-1]]
-        small = s5["worker"][sizes[0]]
-        ip = s5["in_process"][sizes[-1]]
-        parts.append(
-            f"5. **Subscription scale.** Routing per event stays flat (the by-type index), but two things grow "
-            f"with the registry: the by-type index is dropped on every registry change and rebuilt on the next "
-            f"event ({ip['index_rebuild_ms']:.1f} ms at {n(int(sizes[-1]))} partners), and every signed Artemis call "
-            f"finds its partner with a linear scan over all partners (`RegistryView.partner_by_app_key`, "
-            f"{ip['app_key_lookup_us']:.0f} µs at {n(int(sizes[-1]))} partners). Worker RSS "
-            f"{n(small.get('worker_peak_rss_mb'))} → {n(big.get('worker_peak_rss_mb'))} MB, api "
-            f"{n(small.get('api_peak_rss_mb'))} → {n(big.get('api_peak_rss_mb'))} MB.")
-    if "bridge" in s6:
-        b = s6["bridge"]
-        parts.append(
-            f"6. **Crash: nothing lost, but a long stall.** {n(b['lost'])} lost and {n(b['duplicates'])} duplicates "
-            f"(re-sent with the same `X-Bridge-Delivery-Id`). Deliveries resumed {n(b['resumed_after_s'], 0)} s after "
-            "the SIGKILL although the new worker was up in seconds. That matches Faust's broker session "
-            "timeout (faust-streaming's default, 60 s, which `bridge/app.py` does not change): the dead "
-            "worker's group members keep their partitions until their sessions expire, and the new worker "
-            "delivers nothing before the Faust group has rebalanced, although the delivery loop's own "
-            "consumer has a 10 s session. A shorter `broker_session_timeout` (with a matching heartbeat "
-            "interval) or static group membership would shorten the stall. The naive "
-            f"bridge lost {n(s6['naive']['lost'])} and duplicated {n(s6['naive']['duplicates'])} here "
-            "(auto-commit every 5 s: it redoes what it had not committed; killed right after a commit, it "
-            "would lose the event in hand).")
-    return "\n\n".join(parts) + "\n"
 
 
 def profiles_section() -> str:
@@ -649,21 +493,16 @@ def document(res: dict[str, Any], png_name: str | None) -> str:
             continue
         s = res["scenarios"][key]
         lines += [f"## {title}", ""]
-        lines.append(_failed(s) or (fn(s, res) if key == "s7" else fn(s)))
+        lines.append(_failed(s) or fn(s))
         if "seconds" in s:
             lines.append(f"_Scenario time: {s['seconds']:.0f} s._\n")
     lines += ["## Peak RSS per process", "",
               "VmHWM from `/proc/<pid>/status` for the processes started for the scenario (max over restarts); "
               "for the broker and the driver, which live through the whole run, the highest VmRSS sampled "
               "during the scenario (every 0.25 s).", "", rss_table(res),
-              "## Bottlenecks found", "", bottlenecks(res),
-              "### Profile of the worker", "", profiles_section(),
-              "### Before / after", "",
-              "Nothing in `bridge/` was changed by this benchmark (other work owns it). The \"after\" numbers are "
-              "measured with the fixes applied from outside: end to end in section 7 (`bench/whatif.py`: the "
-              "bridge's CLI with the encode and consumer-poll fixes patched in), and in-process in section 5 "
-              "(`DeliveryTask.encode()` against the same bytes without `dataclasses.asdict`). Once the fixes "
-              "land in `bridge/`, `make bench` shows them in sections 1-6 and section 7's two columns converge.", "",
+              # What the numbers mean is written by hand (a generated explanation goes stale
+              # as soon as the cause it names is fixed); the report gives tables, plots, profiles.
+              "## Profile of the worker", "", profiles_section(),
               "## How to run", "",
               "```",
               "make bench                         # = python -m bench: every scenario, quick sizes (< 15 min)",

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from datetime import timezone
 from typing import Any
 
-import faust
-
 from bridge import schemas
-from bridge.events import TICK_KEY, EventRecord
+from bridge.events import EventRecord
 from bridge.notify import parse_time
 from bridge.processor import Out, TransactionalLoop, run_in_thread
+from bridge.runtime.worker import Stage, Worker
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -27,6 +25,10 @@ log = logging.getLogger("bridge.analytics")
 EVENT_SCHEMA = "platform_event"
 _TYPED = {"eventId", "eventType", "status", "eventLvl", "srcIndex", "srcType", "srcName",
           "srcParentIndex", "srcParentIdex", "happenTime", "data"}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -64,8 +66,10 @@ def to_analytics(record: EventRecord) -> dict[str, Any]:
         "happen_time_ms": _happen_ms(raw.get("happenTime")),
         "send_time": record.send_time,
         "ingested_at": int(record.ingest_ts * 1000),
-        "data_json": None if raw.get("data") is None else json.dumps(raw["data"], ensure_ascii=False),
-        "extra_json": json.dumps({k: v for k, v in raw.items() if k not in _TYPED}, ensure_ascii=False),
+        # Compact, as ingest stored it: the default ", " separators made a record of compact
+        # JSON half as large again, past the record limit for the largest events.
+        "data_json": None if raw.get("data") is None else _compact(raw["data"]),
+        "extra_json": _compact({k: v for k, v in raw.items() if k not in _TYPED}),
     }
 
 
@@ -115,8 +119,6 @@ class Feed:
         pass
 
     def process(self, message: Any) -> list[Out]:
-        if message.key() == TICK_KEY:  # written by older versions' routing timers
-            return []
         # A record that does not decode raises: the loop keeps it on events.rejected.
         record = EventRecord.decode(message.value())
         data, headers = self.encode(to_analytics(record))
@@ -126,13 +128,13 @@ class Feed:
         return []
 
 
-def register(app: faust.App, settings: Settings) -> None:
+def stage(settings: Settings) -> Stage:
     """The analytics loop: bridge.events → bridge.analytics.events (Avro), exactly once."""
     feed = Feed(settings)
 
-    @app.task
-    async def to_feed() -> None:
+    async def run(worker: Worker) -> None:
         # Its own consumer group and transactions, like routing: a restart loses nothing.
-        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed,
-                                              legacy_group=settings.app_id),
-                            threading.Event(), "analytics")
+        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed),
+                            worker.stop, "analytics")
+
+    return Stage("analytics", run)

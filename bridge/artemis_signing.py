@@ -32,6 +32,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from bridge.errors import AuthError
@@ -39,6 +40,7 @@ from bridge.errors import AuthError
 __all__ = [
     "REASONS",
     "NonceCache",
+    "NonceStore",
     "SignedRequest",
     "Verified",
     "content_md5",
@@ -58,7 +60,16 @@ REASONS: tuple[str, ...] = (
     "replayed_nonce",
     "content_md5_mismatch",
     "missing_signature",
+    "missing_timestamp",
+    "bad_nonce",
+    "bad_signature_headers",
 )
+
+#: Longest ``x-ca-nonce`` accepted (a UUID is 36 characters): the replay cache keeps every nonce.
+MAX_NONCE_LENGTH = 128
+#: Most names, and longest value, of ``X-Ca-Signature-Headers``.
+MAX_SIGNED_HEADERS = 16
+MAX_SIGNATURE_HEADERS_LENGTH = 512
 
 # Headers with a fixed slot in the string-to-sign, in slot order (spec §2.2).
 _FIXED_SLOTS: tuple[str, ...] = ("accept", "content-md5", "content-type", "date")
@@ -213,6 +224,19 @@ def string_to_sign(
 # --------------------------------------------------------------------------- replay cache
 
 
+class NonceStore(Protocol):
+    """Where :func:`verify` records the nonces of verified requests.
+
+    :class:`NonceCache` keeps them in this process; ``bridge.nonces.KafkaNonceStore`` shares
+    them between every api replica. ``seen`` may block (the shared store waits for Kafka) and
+    may raise :class:`~bridge.errors.KafkaUnavailable` when it cannot decide.
+    """
+
+    def seen(self, app_key: str, nonce: str, now: float) -> bool:
+        """True if (app_key, nonce) was already used within the window; otherwise record it."""
+        ...
+
+
 class NonceCache:
     """Remembers nonces seen within the window; bounded (max_entries, default 100_000, evicting the oldest) so memory cannot grow without limit.
 
@@ -325,22 +349,45 @@ def _candidate_strings(
     return list(dict.fromkeys(strings))
 
 
+def _check_header_sizes(view: Mapping[str, str]) -> None:
+    listed = view.get("x-ca-signature-headers", "")
+    if len(listed) > MAX_SIGNATURE_HEADERS_LENGTH or listed.count(",") >= MAX_SIGNED_HEADERS:
+        raise AuthError(
+            "bad_signature_headers",
+            f"X-Ca-Signature-Headers may name at most {MAX_SIGNED_HEADERS} headers in "
+            f"{MAX_SIGNATURE_HEADERS_LENGTH} characters",
+        )
+    if len(view.get("x-ca-nonce", "").strip()) > MAX_NONCE_LENGTH:
+        raise AuthError("bad_nonce", f"x-ca-nonce may be at most {MAX_NONCE_LENGTH} characters")
+
+
+def _never(app_key: str) -> bool:
+    return False
+
+
 def verify(
     request: SignedRequest,
     secrets_for_key: Callable[[str], Sequence[str] | None],
     *,
     now: float,
-    nonces: NonceCache | None,
+    nonces: NonceStore | None,
     window_s: float = 900.0,
     accept_empty_line_variant: bool = False,
+    allows_unsigned_timestamp: Callable[[str], bool] = _never,
 ) -> Verified:
     """Authenticate an Artemis-signed request or raise :class:`AuthError`.
 
     ``secrets_for_key`` maps an appKey to its candidate secrets, current first, then older
     ones still in a rotation grace period; None (or no secret at all) means the key is unknown.
-    ``now`` is the epoch time in seconds. Checks run in a fixed order: headers present, key
-    known, timestamp window, Content-MD5, signature, and only then the nonce, so unsigned
-    requests cannot fill the replay cache.
+    ``now`` is the epoch time in seconds. Checks run in a fixed order: headers present and of
+    bounded size, key known, a signed timestamp within the window, Content-MD5, signature, and
+    only then the nonce, so unsigned requests cannot fill the replay cache.
+
+    The timestamp must be sent and signed (named in ``X-Ca-Signature-Headers``): the JSON body
+    is not signed, so without it a captured request stays valid for ever. Only an appKey for
+    which ``allows_unsigned_timestamp`` says so (the operator's legacy opt-in for minimal
+    clients) may go without; a timestamp it sends is then still checked. The nonce is checked
+    for replay only when signed: an unsigned one could be changed at will.
     """
     view = _lower_view(request.headers)
 
@@ -350,13 +397,22 @@ def verify(
     signature = view.get("x-ca-signature", "").strip()
     if not signature:
         raise AuthError("missing_signature", "the x-ca-signature header is missing")
+    _check_header_sizes(view)
 
     secrets = secrets_for_key(app_key)
     if not secrets:
         raise AuthError("unknown_key", f"appKey {app_key!r} is not known")
 
-    # Minimal clients (APU) send no timestamp; the window applies only when one is sent.
+    signed_names = _custom_header_names(view, None)
     raw_timestamp = view.get("x-ca-timestamp")
+    if raw_timestamp is None or "x-ca-timestamp" not in signed_names:
+        if not allows_unsigned_timestamp(app_key):
+            missing = "is missing" if raw_timestamp is None else "is not signed"
+            raise AuthError(
+                "missing_timestamp",
+                f"x-ca-timestamp {missing}: send it and name it in X-Ca-Signature-Headers "
+                "(as the official SDKs do); without a signed timestamp a request never expires",
+            )
     if raw_timestamp is not None:
         _check_timestamp(raw_timestamp, now=now, window_s=window_s)
 
@@ -386,7 +442,7 @@ def verify(
             f"signature mismatch: the server computed the string-to-sign as {candidates[0]!r}",
         )
 
-    nonce = view.get("x-ca-nonce", "").strip()
+    nonce = view.get("x-ca-nonce", "").strip() if "x-ca-nonce" in signed_names else ""
     # An empty nonce carries no uniqueness; recording it would reject every later such request.
     if nonce and nonces is not None and nonces.seen(app_key, nonce, now):
         raise AuthError("replayed_nonce", f"x-ca-nonce {nonce!r} was already used within the replay window")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from typing import Annotated, Any
 
@@ -153,7 +154,9 @@ def topics_list() -> None:
 
     table = Table("topic", "key", "partitions", "retention")
     for spec in topic_table(get_settings()).values():
-        retention = "compacted" if spec.compacted else f"{spec.retention_ms // 3_600_000} h"
+        retention = f"{spec.retention_ms // 3_600_000} h"
+        if spec.compacted:
+            retention = f"compacted, {retention}" if spec.expiring else "compacted"
         table.add_row(spec.name, spec.key, str(spec.partitions), retention)
     console.print(table)
 
@@ -284,6 +287,10 @@ def partner_set(
     max_in_flight: Annotated[int | None, typer.Option(help="Pushes in flight at once.")] = None,
     ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
     signing: Annotated[bool | None, typer.Option("--signing/--no-signing")] = None,
+    allow_unsigned_timestamp: Annotated[bool | None, typer.Option(
+        "--allow-unsigned-timestamp/--require-signed-timestamp",
+        help="Legacy: accept its Artemis calls without a signed x-ca-timestamp (off by default: "
+             "such calls can be replayed later).")] = None,
 ) -> None:
     """Change a partner's delivery and correlation settings; they apply without re-subscription."""
     changes: dict[str, Any] = {}
@@ -296,13 +303,18 @@ def partner_set(
         if value is not None:
             changes[key] = value
 
+    update: dict[str, Any] = {"delivery": changes}
+    if allow_unsigned_timestamp is not None:
+        update["allowUnsignedTimestamp"] = allow_unsigned_timestamp
+
     async def action(svc: Any) -> Any:
-        return await svc.update(partner_id, {"delivery": changes})
+        return await svc.update(partner_id, update)
 
     partner = _with_partners(action)
     table = Table("delivery setting", "value")
     for key, value in partner.public()["delivery"].items():
         table.add_row(key, str(value))
+    table.add_row("allowUnsignedTimestamp", str(partner.allow_unsigned_timestamp))
     console.print(table)
 
 
@@ -344,68 +356,131 @@ SinceOpt = Annotated[str | None, typer.Option(help="Only dead letters since this
 PartnerOpt = Annotated[str | None, typer.Option("--partner", help="Only this partner's.")]
 
 
+StateOpt = Annotated[str | None, typer.Option(
+    "--state", help="Only letters in this state: dead (never redriven) or redriven.")]
+
+
+def _letter_state(letter: dict[str, Any]) -> str:
+    import datetime as dt
+
+    state = letter["state"]
+    if state["state"] != "redriven":
+        return "dead"
+    at = dt.datetime.fromtimestamp(state["at"]).isoformat(timespec="seconds")
+    text = f"redriven {at}" + (f" ×{state['times']}" if state.get("times", 1) > 1 else "")
+    text += f" ({state['outcome']}" + (f" via {state['via']}" if state.get("via") else "") + ")"
+    if letter["diedAgainAs"]:
+        text += f", died again as {','.join(letter['diedAgainAs'])}"
+    return text
+
+
 @dlq_app.command("list")
-def dlq_list(partner: PartnerOpt = None, since: SinceOpt = None) -> None:
-    """Dead letters, oldest first."""
+def dlq_list(partner: PartnerOpt = None, since: SinceOpt = None, state: StateOpt = None) -> None:
+    """Dead letters, oldest first, with their state (dead, or redriven when and how)."""
     import datetime as dt
 
     from bridge import readback
 
     try:
-        letters = readback.dead_letters(get_settings(), partner, _since(since))
+        letters = readback.dead_letters(get_settings(), partner, _since(since), state=state)
     except BridgeError as exc:
         raise _fail(exc) from None
-    table = Table("id", "partner", "eventIds", "type", "status", "attempts", "last error", "dead at")
+    table = Table("id", "partner", "eventIds", "type", "status", "attempts", "last error", "dead at",
+                  "state", "redrive of")
     for letter in letters:
         task = letter["task"]
         table.add_row(letter["id"], task["partner_id"], ",".join(task["event_ids"]),
                       str(task["event_type"]), str(task["status"]), str(letter["attempts"]),
                       f"{letter['last_error']} ({letter['last_status_code'] or '-'})",
-                      dt.datetime.fromtimestamp(letter["dead_at"]).isoformat(timespec="seconds"))
+                      dt.datetime.fromtimestamp(letter["dead_at"]).isoformat(timespec="seconds"),
+                      _letter_state(letter), letter["redriveOf"] or "")
     console.print(table)
-    console.print(f"{len(letters)} dead letters")
+    counts = {name: sum(1 for x in letters if x["state"]["state"] == name)
+              for name in readback.LETTER_STATES}
+    console.print(f"{len(letters)} dead letters ({counts['dead']} dead, {counts['redriven']} redriven)")
 
 
 @dlq_app.command("show")
 def dlq_show(letter_id: str) -> None:
-    """One dead letter in full (id from `dlq list`: partition:offset)."""
+    """One dead letter in full (id from `dlq list`: partition:offset), with its state."""
     import json
 
     from bridge import readback
 
-    letters = [d for d in readback.dead_letters(get_settings()) if d["id"] == letter_id]
+    try:
+        letters = [d for d in readback.dead_letters(get_settings()) if d["id"] == letter_id]
+    except BridgeError as exc:
+        raise _fail(exc) from None
     if not letters:
         raise _fail(f"no dead letter {letter_id!r}")
     console.print_json(json.dumps(letters[0], ensure_ascii=False))
 
 
 @dlq_app.command("redrive")
-def dlq_redrive(partner: PartnerOpt = None, since: SinceOpt = None) -> None:
-    """Re-enqueue dead letters with their original delivery ids (partners can drop duplicates)."""
+def dlq_redrive(
+    partner: PartnerOpt = None,
+    since: SinceOpt = None,
+    to_stored_destination: Annotated[bool, typer.Option(
+        "--to-stored-destination",
+        help="Send each task to the URL it died at, not the partner's current subscription.")] = False,
+    include_redriven: Annotated[bool, typer.Option(
+        "--include-redriven", help="Also letters an earlier redrive settled.")] = False,
+    letter_ids: Annotated[list[str] | None, typer.Option(
+        "--id", help="Only this letter (partition:offset from `dlq list`), repeatable.")] = None,
+) -> None:
+    """Send dead letters again, routed by each partner's current subscription; settle them.
+
+    Redriven tasks keep their delivery ids (partners can drop duplicates) and are marked
+    X-Bridge-Replay: redrive. Letters whose type the partner no longer subscribes, or whose
+    partner is disabled, are skipped with the reason and stay dead.
+    """
     import asyncio
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from bridge import readback
+    from bridge import readback, redrive
     from bridge.kafka import AsyncProducer
+    from bridge.registry import RegistryView
 
     settings = get_settings()
     try:
-        letters = readback.dead_letters(settings, partner, _since(since))
+        letters = readback.dead_letters(settings, partner, _since(since),
+                                        state=None if include_redriven else "dead")
     except BridgeError as exc:
         raise _fail(exc) from None
-    producer = AsyncProducer(settings)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console) as progress:
-        bar = progress.add_task("redriving", total=len(letters))
+    if letter_ids:
+        wanted = set(letter_ids)
+        letters = [letter for letter in letters if letter["id"] in wanted]
+
+    async def main() -> Any:
+        view = RegistryView(settings)
+        producer = AsyncProducer(settings)
         try:
-            count = asyncio.run(readback.redrive(settings, producer, letters,
-                                                 lambda n: progress.update(bar, completed=n)))
-        except BridgeError as exc:
-            raise _fail(exc) from None
+            await asyncio.to_thread(view.start, 20.0)
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          MofNCompleteColumn(), TimeRemainingColumn(), console=console) as progress:
+                bar = progress.add_task("redriving", total=len(letters))
+                return await redrive.run(settings, view, producer, letters,
+                                         "stored" if to_stored_destination else "current",
+                                         lambda n: progress.update(bar, completed=n))
         finally:
+            view.stop()
             producer.close()
-    console.print(f"re-enqueued {count} dead letters")
+
+    try:
+        report = asyncio.run(main())
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    where = "the URL each died at" if to_stored_destination else "each partner's current destination"
+    console.print(f"re-enqueued {report.counts['sent']} dead letters (to {where})")
+    table = Table("outcome", "letters", "reason")
+    table.add_row("sent", str(report.counts["sent"]), "")
+    if report.counts["duplicate"]:
+        table.add_row("duplicate", str(report.counts["duplicate"]),
+                      "same delivery as another letter of this redrive (settled, sent once)")
+    for reason, count in sorted(report.skipped.items()):
+        table.add_row("skipped", str(count), reason)
+    console.print(table)
 
 
 # --- doctor ---------------------------------------------------------------------------------
@@ -558,28 +633,50 @@ def export(
 # --- processes -------------------------------------------------------------------------------
 
 
+#: The stages a worker can run, in pipeline order (``event-bridge worker --stages``).
+STAGES = ("routing", "analytics", "delivery")
+
+
+def _log_level(name: str) -> int:
+    level = logging.getLevelName({"warn": "WARNING"}.get(name.lower(), name.upper()))
+    if not isinstance(level, int):
+        raise _fail(f"-l/--loglevel: unknown level {name!r} (debug, info, warning, error)")
+    return level
+
+
 @app.command()
-def worker(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "info") -> None:
+def worker(
+    loglevel: Annotated[str | None, typer.Option("-l", "--loglevel", help="debug, info, warning "
+                                                 "or error (default: BRIDGE_LOG_LEVEL).")] = None,
+    stages: Annotated[str, typer.Option(help="Comma-separated stages to run, of "
+                                        f"{','.join(STAGES)} (e.g. delivery alone, to scale it).")]
+    = ",".join(STAGES),
+) -> None:
     """Run a worker (routing + correlation, analytics feed, delivery); run more to scale out."""
     from bridge import analytics, routing
-    from bridge.app import create_app, run_worker
     from bridge.delivery import stage as delivery
-
     from bridge.kafka import check_connection
+    from bridge.runtime import worker as runtime
 
     settings = get_settings()
+    logging.basicConfig(level=_log_level(loglevel or settings.log_level),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    names = [name.strip() for name in stages.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(STAGES))
+    if unknown or not names:
+        problem = f"unknown stage {', '.join(unknown)}" if unknown else "no stage named"
+        raise _fail(f"--stages: {problem}; known: {', '.join(STAGES)}")
+    factories = {"routing": routing.stage, "analytics": analytics.stage, "delivery": delivery.stage}
     try:
         settings.require_secrets()
         check_connection(settings)
+        # Each stage checks what it relies on here, so a bad deployment fails before anything runs.
+        chosen = [factories[name](settings) for name in STAGES if name in names]
     except BridgeError as exc:
         raise _fail(exc) from None
-    # The stages a worker runs, in pipeline order; each registers its task on the Faust app, which
-    # hosts them (signals, logging); each stage runs its own Kafka consumer loop.
-    try:
-        faust_app = create_app(settings, [routing.register, analytics.register, delivery.register])
-    except BridgeError as exc:
-        raise _fail(exc) from None
-    run_worker(faust_app, loglevel)
+    code = runtime.run(settings, chosen)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -600,9 +697,15 @@ def api(
         check_connection(settings)
     except BridgeError as exc:
         raise _fail(exc) from None
-    uvicorn.run(create_api(settings), host=settings.http_host, port=settings.http_port,
-                log_level=settings.log_level.lower(), proxy_headers=False,
-                access_log=settings.access_log)
+    from bridge.logfilters import install_access_log_filter
+
+    config = uvicorn.Config(create_api(settings), host=settings.http_host, port=settings.http_port,
+                            log_level=settings.log_level.lower(), proxy_headers=False,
+                            access_log=settings.access_log)
+    install_access_log_filter()  # after Config: it configures uvicorn's loggers
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.Server(config).run()
 
 
 @app.command()

@@ -29,7 +29,15 @@ from typing import Any
 from bridge.events import DeliveryTask, EventRecord
 from bridge.registry import Partner
 
-LINKAGE_KEYS = ("linkageResult",)
+
+#: Most linkage results (the latest) and picture URLs kept per eventId: the platform may report
+#: one eventId without end, and its state must stay one bounded changelog record.
+MAX_LINKAGE_RESULTS = 8
+MAX_PICTURES = 64
+
+
+def _pictures(known: list[str], value: Any) -> list[str]:
+    return sorted(set(known) | set(_urls(value)))[:MAX_PICTURES]
 
 
 def content_hash(record: EventRecord) -> str:
@@ -112,10 +120,11 @@ def correlate(state: dict[str, Any] | None, record: EventRecord, tasks: list[Del
     if record.status in (0, 1) and state["original"] is None:
         state["original"] = dict(record.raw)
     if record.status == 4 and _linkage_result(record.raw) is not None:
-        state["linkage"].append(json.dumps(_linkage_result(record.raw), ensure_ascii=False))
-        state["pictures"] = sorted(set(state["pictures"]) | set(_urls(_linkage_result(record.raw))))
+        linkage = json.dumps(_linkage_result(record.raw), ensure_ascii=False, separators=(",", ":"))
+        state["linkage"] = (state["linkage"] + [linkage])[-MAX_LINKAGE_RESULTS:]
+        state["pictures"] = _pictures(state["pictures"], _linkage_result(record.raw))
     if record.status == 5:
-        state["pictures"] = sorted(set(state["pictures"]) | set(_urls(record.raw.get("data"))))
+        state["pictures"] = _pictures(state["pictures"], record.raw.get("data"))
 
     send: list[DeliveryTask] = []
     for task in tasks:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -56,8 +57,13 @@ PARTNERS = (
 
 @dataclass
 class Receiver:
-    """The demo partners' endpoints: counts what each one received and answered."""
+    """The demo partners' endpoints: counts what each one received and answered.
 
+    Only pushes of events sent in this run (``sent``) are counted: a previous run's tasks still
+    on the retry tiers are delivered too, and would otherwise show up in this run's numbers.
+    """
+
+    sent: set[str] = field(default_factory=set)
     received: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     event_ids: Counter[str] = field(default_factory=Counter)
@@ -73,29 +79,43 @@ class Receiver:
     def _handler(self, partner: DemoPartner) -> Any:
         async def handle(request: web.Request) -> web.Response:
             body = await request.json()
+            events = body.get("params", {}).get("events", [])
+            if not any(event.get("eventId") in self.sent for event in events):
+                return web.Response(text="OK")  # an earlier run's event: not this run's numbers
             if self.rng.random() < partner.failure_rate:
                 self.failed[partner.name] += 1
                 return web.Response(status=500, text="demo failure")
             self.received[partner.name] += 1
-            self.event_ids[partner.name] += len(body.get("params", {}).get("events", []))
+            self.event_ids[partner.name] += len(events)
             return web.Response(text="OK")
 
         return handle
 
 
 class LiveCounts:
-    """Counts, per partner, delivery tasks routed and delivery outcomes (from the topics)."""
+    """Counts, per partner, delivery tasks routed and delivery outcomes (from the topics).
 
-    def __init__(self, settings: Settings) -> None:
+    Reads every partition from the offsets at ``since`` (so nothing written after the run began
+    is missed, however long a group join would take) and counts only records of events in
+    ``sent``, this run's: the tiers may still hold an earlier run's retries.
+    """
+
+    def __init__(self, settings: Settings, sent: set[str], since: float) -> None:
         self.routed: Counter[str] = Counter()
         self.results: Counter[tuple[str, str]] = Counter()
+        self.sent = sent
         self._stop = threading.Event()
         table = topic_table(settings)
         self._deliveries = table["deliveries"].name
         self._consumer = Consumer(client_config(settings, **{
-            "group.id": f"demo-summary-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
+            "group.id": f"demo-summary-{uuid.uuid4().hex}",  # assign() only: never commits
             "enable.auto.commit": False}))
-        self._consumer.subscribe([self._deliveries, table["outcomes"].name])
+        topics = [self._deliveries, table["outcomes"].name]
+        metadata = self._consumer.list_topics(timeout=10)
+        at = [TopicPartition(topic, p, int(since * 1000)) for topic in topics
+              for p in metadata.topics[topic].partitions]
+        # An offset of -1 (no record at or after ``since`` yet) means the partition's end.
+        self._consumer.assign(self._consumer.offsets_for_times(at, timeout=10))
         self._thread = threading.Thread(target=self._run, daemon=True, name="demo-counts")
         self._thread.start()
 
@@ -106,9 +126,12 @@ class LiveCounts:
                 continue
             partner = msg.key().decode()
             if msg.topic() == self._deliveries:
-                self.routed[partner] += 1
+                if self.sent.intersection(json.loads(msg.value()).get("event_ids", ())):
+                    self.routed[partner] += 1
             else:
-                self.results[(partner, decode_outcome(msg.value())["result"])] += 1
+                record = decode_outcome(msg.value())
+                if self.sent.intersection(record["event_ids"]):
+                    self.results[(partner, record["result"])] += 1
         self._consumer.close()
 
     def stop(self) -> None:
@@ -171,8 +194,11 @@ class Demo:
     def _table(self, receiver: Receiver, counts: LiveCounts, stats: SendStats) -> Table:
         table = Table(title=f"event-bridge demo — platform sent {stats.events} events in "
                             f"{stats.pushes} pushes ({stats.failed} failed)",
-                      caption="retries: failed attempts rescheduled on a retry tier; "
-                              "dead: gave up (bridge.deliveries.dlq, `event-bridge dlq list`)")
+                      caption="Every column counts this run's events only. routed: delivery tasks "
+                              "routing made for the partner; received: pushes its endpoint answered "
+                              "2xx; delivered: attempts recorded as delivered in bridge.outcomes; "
+                              "retries: failed attempts rescheduled on a retry tier; dead: tasks "
+                              "that gave up (bridge.deliveries.dlq, `event-bridge dlq list`)")
         for column in ("partner", "endpoint", "routed", "received", "delivered", "retries", "dead"):
             table.add_column(column, justify="left" if column in ("partner", "endpoint") else "right")
         for demo in PARTNERS:
@@ -185,11 +211,13 @@ class Demo:
         return table
 
     async def run(self) -> None:
-        receiver = Receiver()
+        started = time.time()
+        sent: set[str] = set()  # eventIds the simulator sent in this run
+        receiver = Receiver(sent)
         runner = web.AppRunner(receiver.app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        counts = LiveCounts(self.settings)
+        counts = LiveCounts(self.settings, sent, started)
         stats = SendStats()
         try:
             async with httpx.AsyncClient(timeout=15) as client:
@@ -198,8 +226,14 @@ class Demo:
                     for demo in PARTNERS:
                         await self._subscribe(client, demo)
                 simulator = Simulator(self.rate)
-                traffic = asyncio.create_task(run(
-                    simulator, None, http_sender(client, self.base + self.settings.ingest_path), stats))
+                send = http_sender(client, self.base + self.settings.ingest_path)
+
+                async def send_recorded(body: dict[str, Any]) -> None:
+                    # Recorded before the send: a push can come back before the answer does.
+                    sent.update(event["eventId"] for event in body["params"]["events"])
+                    await send(body)
+
+                traffic = asyncio.create_task(run(simulator, None, send_recorded, stats))
                 with Live(self._table(receiver, counts, stats), console=self.console,
                           refresh_per_second=1) as live:
                     while not traffic.done():

@@ -7,7 +7,6 @@ registry, the network and the bridge's own topics, instead of log-diving.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -53,6 +52,11 @@ async def diagnose(settings: Settings, view: RegistryView, partner_id: str,
     checks.append(Check("Is the partner active?", "ok" if partner.state == "active" else "fail",
                         f"state {partner.state}" + ("" if partner.state == "active"
                                                     else ": no API calls, no pushes")))
+    checks.append(Check(
+        "Must its Artemis calls sign x-ca-timestamp?",
+        "warn" if partner.allow_unsigned_timestamp else "ok",
+        "no: unsigned timestamps allowed (legacy opt-in); a captured call can be replayed later"
+        if partner.allow_unsigned_timestamp else "yes: a call without a signed timestamp gets 401"))
     subs = view.subscriptions_of(partner.id)
     if not subs:
         checks.append(Check("Is it subscribed to anything?", "fail",
@@ -122,8 +126,3 @@ def _recent_types(settings: Settings, types: set[int], per_partition: int) -> Co
             counts[record.event_type] += 1
     return counts
 
-
-def summary(checks: list[Check]) -> str:
-    worst = "fail" if any(c.verdict == "fail" for c in checks) else (
-        "warn" if any(c.verdict == "warn" for c in checks) else "ok")
-    return f"{worst} ({time.strftime('%Y-%m-%d %H:%M:%S')})"

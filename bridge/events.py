@@ -10,19 +10,31 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Trigger = Literal["live", "retry", "replay", "redrive"]
 
-#: Key of the control records older (Faust) workers wrote to their own ``bridge.events``
-#: partitions to drive correlation timers; they may still be in the log, so every reader of
-#: ``bridge.events`` skips them. Nothing writes them any more (timers run in the routing loop).
-TICK_KEY = b"__bridge_tick__"
+#: Bytes a delivery task keeps free below ``max_record_bytes`` for what delivery adds to it when
+#: it dead-letters the task (attempts, reason, the partner's last answer).
+TASK_HEADROOM = 4096
+
+#: Bytes an event record keeps free below ``max_record_bytes`` for what routing adds to make a
+#: task of it (destination URL of up to 1024 characters, ids) plus :data:`TASK_HEADROOM`.
+EVENT_HEADROOM = 8192
+
+
+def record_size(key: bytes | None, value: bytes | None,
+                headers: list[tuple[str, bytes]] | None = None) -> int:
+    """What a record weighs against ``max_record_bytes``: key, value and headers."""
+    return (len(key or b"") + len(value or b"")
+            + sum(len(name) + len(data) for name, data in headers or ()))
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # allow_nan=False: a float the platform wrote as 1e400 decodes to inf, and "Infinity" is not
+    # JSON a partner could parse; ingest refuses such an event instead (ValueError).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,10 @@ class EventRecord:
     raw: Mapping[str, Any]
 
     def encode(self) -> bytes:
-        return _dumps(asdict(self))
+        """Compact UTF-8 JSON. Raises ``UnicodeEncodeError`` for a lone surrogate and
+        ``ValueError`` for a non-finite number anywhere in the event: ingest refuses both."""
+        # Not asdict: it recurses in Python through the event's nesting and deep-copies it.
+        return _dumps({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def decode(cls, data: bytes) -> EventRecord:
@@ -86,12 +101,14 @@ class DeliveryTask:
         return cls(**raw)
 
 
-def delivery_id(partner_id: str, event_dest: str, record: EventRecord) -> str:
-    """Deterministic: the same event routed again to the same partner gets the same id.
+def delivery_id(partner_id: str, record: EventRecord) -> str:
+    """Deterministic: the same report of an event to the same partner gets the same id.
 
-    Built from what identifies one report of one event (eventId, eventType, status) and where it
-    goes, so a platform re-send, a worker restart or a replay all reuse the id and a partner can
-    drop duplicates by ``X-Bridge-Delivery-Id``.
+    Built from what identifies one report of one event (eventId, eventType, status) and who gets
+    it, so a platform re-send, a worker restart, a replay or a redrive all reuse the id and a
+    partner can drop duplicates by ``X-Bridge-Delivery-Id``. The destination is left out: a
+    partner that moves its endpoint keeps its ids (its dedupe store outlives a URL change), and
+    every outcome records the destination it was pushed to.
     """
-    basis = f"{partner_id}\x1f{event_dest}\x1f{record.event_id}\x1f{record.event_type}\x1f{record.status}"
+    basis = f"{partner_id}\x1f{record.event_id}\x1f{record.event_type}\x1f{record.status}"
     return hashlib.sha256(basis.encode()).hexdigest()[:32]

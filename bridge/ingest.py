@@ -5,6 +5,13 @@ written, with the reason, to ``bridge.events.rejected``; the answer is 200 (so t
 re-send the valid events forever) and names every rejected event in ``data.rejected``. A push whose
 envelope is unusable (not JSON, wrong method, ``events`` not a list) is refused whole with a 4xx.
 Nothing is acknowledged before Kafka has acknowledged it.
+
+An event is accepted only if every stage can carry it end to end, so that nothing ingest takes
+can later stop a stage: its record must encode (no lone surrogate, no non-finite number), fit
+``max_record_bytes`` with room for what routing and delivery add (``events.EVENT_HEADROOM``), and
+what it copies from ``params`` must stay within the push's budget (:func:`params_problem`).
+Each rejected event gives one entry in the answer, one rejected record and, at most, one log line
+(throttled).
 """
 
 from __future__ import annotations
@@ -12,41 +19,142 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from bridge.events import EventRecord
+from bridge.events import EVENT_HEADROOM, EventRecord
 from bridge.kafka import AsyncProducer
-from bridge.notify import ParseResult, parse_notify
+from bridge.logfilters import Throttle
+from bridge.notify import ParseResult, PlatformEvent, parse_notify
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.ingest")
 
+#: Largest ``params`` without ``events`` (compact JSON): every event record carries a copy, so
+#: partners receive the envelope exactly as the platform sent it.
+MAX_PARAMS_BYTES = 16_384
+
+#: The copies of ``params`` a push's event records hold together may reach the push's own size,
+#: or this many bytes for small pushes: bytes written per push stay a small multiple of its size.
+PARAMS_COPY_FLOOR = 65_536
+
+#: A rejected event larger than this is kept as a prefix of its JSON text (its record must fit).
+REJECTED_EVENT_PREFIX = 65_536
+
+#: Rejected events listed in the answer's ``data.rejected``; ``data.rejectedCount`` has them all.
+MAX_REJECTED_LISTED = 100
+
+#: Bytes of rejected records one push may write, one record per event: four times the push, or
+#: 1 MiB for small pushes. Past it (a megabyte of ``{}``), the rest of the push's rejected events
+#: are kept together in one record, as a prefix of their JSON text.
+REJECTED_BYTES_FLOOR = 1_048_576
+
+_throttle = Throttle(lines=10, per_s=10.0)
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def params_problem(params_extra: Mapping[str, Any], events: int, body_bytes: int) -> str | None:
+    """Why ``params`` (without ``events``) cannot be copied into ``events`` records, or None."""
+    if not params_extra:
+        return None
+    try:
+        size = len(_compact(params_extra))
+    except UnicodeEncodeError as exc:
+        return f"params holds a lone surrogate {exc.object[exc.start]!r}, which is not valid Unicode"
+    except ValueError:
+        return "params holds a number JSON cannot carry (beyond the double range, such as 1e400)"
+    except RecursionError:
+        return "params nests too deeply"
+    if size > MAX_PARAMS_BYTES:
+        return f"params without events is {size} bytes; at most {MAX_PARAMS_BYTES} are carried"
+    budget = max(body_bytes, PARAMS_COPY_FLOOR)
+    if size * events > budget:
+        return (f"params without events ({size} bytes) copied into each of {events} event records "
+                f"would write {size * events} bytes, more than {budget}")
+    return None
+
+
+def encoding_problem(exc: Exception) -> str:
+    """The reason an event's record did not encode, for the platform's operator."""
+    if isinstance(exc, UnicodeEncodeError):
+        return (f"event holds a lone surrogate {exc.object[exc.start]!r}: not valid Unicode, so it "
+                "cannot be carried to partners, Kafka keys or the Avro feed")
+    if isinstance(exc, ValueError):
+        return "event holds a number JSON cannot carry (beyond the double range, such as 1e400)"
+    return f"event cannot be encoded ({type(exc).__name__})"
+
+
+def to_record(event: PlatformEvent, result: ParseResult, now: float) -> EventRecord:
+    notify = result.notify
+    return EventRecord(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        status=event.status,
+        event_lvl=event.event_lvl,
+        src_index=event.src_index,
+        linkage=event.is_linkage(notify.ability),
+        ability=notify.ability,
+        send_time=notify.send_time,
+        params_extra=dict(notify.params_extra),
+        ingest_ts=now,
+        raw=dict(event.raw),
+    )
+
 
 def to_records(result: ParseResult, now: float) -> list[EventRecord]:
-    notify = result.notify
-    assert notify is not None
-    return [
-        EventRecord(
-            event_id=e.event_id,
-            event_type=e.event_type,
-            status=e.status,
-            event_lvl=e.event_lvl,
-            src_index=e.src_index,
-            linkage=e.is_linkage(notify.ability),
-            ability=notify.ability,
-            send_time=notify.send_time,
-            params_extra=dict(notify.params_extra),
-            ingest_ts=now,
-            raw=dict(e.raw),
-        )
-        for e in result.valid
-    ]
+    """The records of every valid event of ``result`` (without ingest's carry checks)."""
+    return [to_record(event, result, now) for event in result.valid]
+
+
+def rejected_record(event: Any, problems: list[tuple[str, str]], now: float) -> bytes:
+    """One rejected event with every problem found in it; always encodable, always bounded.
+
+    ASCII JSON, so a lone surrogate survives as its escape; an event too large (or too odd) to
+    keep whole is kept as a prefix of its JSON text with its size.
+    """
+    field, message = problems[0]
+    record: dict[str, Any] = {
+        "error": {"field": field, "message": "; ".join(m for _, m in problems)},
+        "errors": [{"field": f, "message": m} for f, m in problems],
+        "event": event, "ingestTs": now,
+    }
+    try:
+        data = json.dumps(record, ensure_ascii=True).encode()
+    except (ValueError, RecursionError):
+        data = b""
+    if data and len(data) <= REJECTED_EVENT_PREFIX + 16_384:
+        return data
+    try:
+        text = json.dumps(event, ensure_ascii=True)
+    except (ValueError, RecursionError):
+        text = ""
+    record.update(event=None, eventBytes=len(text), eventPrefix=text[:REJECTED_EVENT_PREFIX])
+    return json.dumps(record, ensure_ascii=True).encode()
+
+
+def overflow_record(indexes: list[int], events: list[Any], budget: int, now: float) -> bytes:
+    """The rejected events of a push past its rejected-record budget, together in one record."""
+    try:
+        text = json.dumps(events, ensure_ascii=True)
+    except (ValueError, RecursionError):
+        text = ""
+    return json.dumps({
+        "error": {"field": "params.events", "message": (
+            f"{len(indexes)} more rejected events of this push (indexes {indexes[0]} to "
+            f"{indexes[-1]}) kept together: the push's {budget} bytes of rejected records were spent")},
+        "eventsBytes": len(text), "eventsPrefix": text[:REJECTED_EVENT_PREFIX], "ingestTs": now,
+    }, ensure_ascii=True).encode()
 
 
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
+    #: Every rejected event, in push order (the answer lists the first MAX_REJECTED_LISTED).
     rejected: list[dict[str, object]]
 
 
@@ -58,27 +166,64 @@ class Ingest:
         self.events_topic = table["events"].name
         self.rejected_topic = table["events.rejected"].name
         self.producer = producer
+        #: Largest event record accepted: routed, it becomes a task with a destination URL and
+        #: ids, and dead-lettered it gains the attempts' story; both must still fit.
+        self.max_event_bytes = settings.max_record_bytes - EVENT_HEADROOM
 
     async def accept(self, body: bytes, log_events: bool = False) -> IngestResult:
         result = parse_notify(body)  # raises InvalidInput for an unusable envelope
         now = time.time()
-        records = to_records(result, now)
-        batch: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]] = [
-            (self.events_topic, str(r.event_type).encode(), r.encode(), None) for r in records
-        ]
-        rejected = [{"index": e.index, "field": e.field, "message": e.message} for e in result.errors]
-        if rejected:
-            events = json.loads(body)["params"]["events"]
-            for error in result.errors:
-                batch.append((self.rejected_topic, None, json.dumps(
-                    {"error": {"field": error.field, "message": error.message},
-                     "event": events[error.index], "ingestTs": now},
-                    ensure_ascii=False, default=str).encode(), None))
+        problems: dict[int, list[tuple[str, str]]] = {}
+        for error in result.errors:
+            problems.setdefault(error.index, []).append((error.field, error.message))
+        total = len(result.valid) + len(problems)
+        valid_indexes = [i for i in range(total) if i not in problems]
+        params_reason = params_problem(result.notify.params_extra, len(result.valid), len(body))
+
+        batch: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
+        accepted: list[EventRecord] = []
+        for index, event in zip(valid_indexes, result.valid, strict=True):
+            where = f"params.events[{index}]"
+            if params_reason is not None:
+                problems[index] = [("params", params_reason)]
+                continue
+            record = to_record(event, result, now)
+            try:
+                data = record.encode()
+            except Exception as exc:  # noqa: BLE001 - any event that cannot be stored is refused
+                problems[index] = [(where, encoding_problem(exc))]
+                continue
+            key = str(record.event_type).encode()
+            if len(data) + len(key) > self.max_event_bytes:
+                problems[index] = [(where, (
+                    f"event is {len(data) + len(key)} bytes once stored; at most "
+                    f"{self.max_event_bytes} can be routed and delivered (BRIDGE_MAX_RECORD_BYTES "
+                    f"less {EVENT_HEADROOM} for what routing and delivery add)"))]
+                continue
+            batch.append((self.events_topic, key, data, None))
+            accepted.append(record)
+
+        rejected = [{"index": index, "field": found[0][0], "message": "; ".join(m for _, m in found)}
+                    for index, found in sorted(problems.items())]
+        raw_events = result.raw_events
+        budget, spent = max(4 * len(body), REJECTED_BYTES_FLOOR), 0
+        overflow: list[int] = []
+        for index in sorted(problems):
+            if spent > budget:
+                overflow.append(index)
+                continue
+            value = rejected_record(raw_events[index], problems[index], now)
+            spent += len(value)
+            batch.append((self.rejected_topic, None, value, None))
+        if overflow:
+            batch.append((self.rejected_topic, None, overflow_record(
+                overflow, [raw_events[i] for i in overflow], budget, now), None))
         await self.producer.send_many(batch)
         if log_events:
-            for r in records:
+            for r in accepted:
                 log.info("recv event eventType=%s eventId=%s status=%s srcIndex=%s",
                          r.event_type, r.event_id, r.status, r.src_index)
-        for error in result.errors:
-            log.warning("rejected event %s: %s", error.field, error.message)
-        return IngestResult(len(records), rejected)
+        if rejected:
+            _throttle(log.warning, "rejected %d of %d events of a push (first: %s: %.200s)",
+                      len(rejected), total, rejected[0]["field"], rejected[0]["message"])
+        return IngestResult(len(accepted), rejected)

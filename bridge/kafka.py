@@ -1,4 +1,4 @@
-"""confluent-kafka for the processes that are not Faust workers (API, CLI, replay).
+"""confluent-kafka: admin, the awaitable producer, the read-to-end reader.
 
 The one place that configures librdkafka clients (:func:`client_config`: connection and security
 settings, then ``BRIDGE_KAFKA_EXTRA``, then the caller's own properties) and where confluent-kafka

@@ -336,9 +336,6 @@ class LocalKafka:
             staging.rename(self.libs)
         return self.libs
 
-    def fetched_size(self) -> int:
-        return sum(f.stat().st_size for f in self.libs.glob("*.jar"))
-
     # --- state ------------------------------------------------------------------------------
 
     def read_state(self) -> BrokerState | None:

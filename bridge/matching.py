@@ -75,7 +75,7 @@ def route(record: EventRecord, subs: Collection[Subscription], partners: Mapping
     """One task per matching subscription."""
     return [
         DeliveryTask(
-            delivery_id=delivery_id(sub.partner_id, sub.event_dest, record),
+            delivery_id=delivery_id(sub.partner_id, record),
             partner_id=sub.partner_id,
             event_dest=sub.event_dest,
             event_ids=(record.event_id,),

@@ -20,9 +20,14 @@ Per-event rules:
 
 * ``eventId``: required, a non-blank string of at most :data:`MAX_EVENT_ID_LENGTH` characters.
 * ``eventType``: required integer; a decimal integer string (``"196883"``) is accepted and
-  converted. JSON ``true``/``false`` is refused although ``bool`` subclasses ``int``.
+  converted. JSON ``true``/``false`` is refused although ``bool`` subclasses ``int``. It must fit
+  the Avro ``long`` the feeds carry it in (:data:`EVENT_TYPE_RANGE`).
 * ``status``: required integer (same string tolerance) in ``0..``:data:`MAX_STATUS`.
-* ``eventLvl``: optional integer (same string tolerance); absent or ``null`` gives ``None``.
+* ``eventLvl``: optional integer (same string tolerance); absent or ``null`` gives ``None``; it
+  must fit the Avro ``int`` of the feed (:data:`EVENT_LVL_RANGE`).
+* Nesting: the event object may nest at most :data:`MAX_EVENT_DEPTH` levels of objects and
+  arrays (the event itself is level 1), and so may ``params`` without ``events``; deeper
+  structures are refused per event, so that no stage ever recurses through an unbounded depth.
 * ``srcIndex``: a string; absent or ``null`` gives ``""``. The spec calls it required, but dropping
   an event over a missing source id loses data the partner may still want; a value of any other
   type is an error.
@@ -49,7 +54,10 @@ from typing import Any, NoReturn
 from bridge.errors import InvalidInput
 
 __all__ = [
+    "EVENT_LVL_RANGE",
+    "EVENT_TYPE_RANGE",
     "MAX_EVENTS_PER_PUSH",
+    "MAX_EVENT_DEPTH",
     "MAX_EVENT_ID_LENGTH",
     "MAX_STATUS",
     "NOTIFY_METHOD",
@@ -77,6 +85,17 @@ MAX_EVENT_ID_LENGTH = 256
 #: Highest ``status`` accepted. Known values are 0-5 and 8; the rest of a nibble is tolerated so
 #: that a status added by a newer platform is routed (and filtered by configuration), not lost.
 MAX_STATUS = 15
+
+#: ``eventType`` values carried: the Avro ``long`` of the analytics and lifecycle feeds.
+EVENT_TYPE_RANGE = (-(2**63), 2**63 - 1)
+
+#: ``eventLvl`` values carried: the Avro ``int`` of the analytics feed.
+EVENT_LVL_RANGE = (-(2**31), 2**31 - 1)
+
+#: Deepest nesting of objects and arrays accepted in one event (the event object is level 1) and
+#: in ``params`` without ``events``. Real events nest about six levels; the bound keeps every
+#: recursive encoder far from Python's recursion limit.
+MAX_EVENT_DEPTH = 32
 
 #: The ability under which the platform sends rule and linkage events (§3.1).
 LINKAGE_ABILITY = "event_rule"
@@ -192,6 +211,8 @@ class ParseResult:
     valid: tuple[PlatformEvent, ...]
     #: Every problem found, in push order; several entries may share an index.
     errors: tuple[EventError, ...]
+    #: ``params.events`` as received, valid and invalid ones (for keeping the rejected ones).
+    raw_events: Sequence[Any] = ()
 
 
 _TIME_RE = re.compile(
@@ -320,10 +341,15 @@ def parse_notify(body: bytes | bytearray | str | Any) -> ParseResult:
         key: value for key, value in document.items() if key not in ("method", "params")
     }
 
+    # Every event record carries params, so params nested too deeply spoils each event.
+    params_too_deep = _deeper_than(params_extra, MAX_EVENT_DEPTH)
     valid: list[PlatformEvent] = []
     errors: list[EventError] = []
     for index, raw in enumerate(raw_events):
         parsed = _parse_event(index, raw)
+        if params_too_deep:
+            problem = EventError(index, "params", f"params nests deeper than {MAX_EVENT_DEPTH} levels")
+            parsed = [*([] if isinstance(parsed, PlatformEvent) else parsed), problem]
         if isinstance(parsed, PlatformEvent):
             valid.append(parsed)
         else:
@@ -338,7 +364,7 @@ def parse_notify(body: bytes | bytearray | str | Any) -> ParseResult:
         envelope_extra=envelope_extra,
         events=events,
     )
-    return ParseResult(notify=notify, valid=events, errors=tuple(errors))
+    return ParseResult(notify=notify, valid=events, errors=tuple(errors), raw_events=raw_events)
 
 
 def build_push(
@@ -378,8 +404,12 @@ def _decode(body: object) -> object:
         return json.loads(body, parse_constant=_refuse_constant)
     # JSONDecodeError and UnicodeDecodeError are ValueErrors, as is the int-digit limit;
     # RecursionError comes from absurdly deep nesting.
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}", "body") from exc
+    except RecursionError as exc:
+        raise InvalidInput(
+            "body nests deeper than the JSON decoder takes (about 900 levels); an event may nest "
+            f"at most {MAX_EVENT_DEPTH} levels", "body") from exc
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -416,6 +446,9 @@ def _parse_event(index: int, raw: object) -> PlatformEvent | list[EventError]:
     event_type = _as_int(raw.get("eventType"))
     if event_type is None:
         fail("eventType", "must be an integer")
+    elif not EVENT_TYPE_RANGE[0] <= event_type <= EVENT_TYPE_RANGE[1]:
+        fail("eventType", "must fit a 64-bit signed integer")
+        event_type = None
 
     status = _as_int(raw.get("status"))
     if status is None or not 0 <= status <= MAX_STATUS:
@@ -426,12 +459,17 @@ def _parse_event(index: int, raw: object) -> PlatformEvent | list[EventError]:
         event_lvl = _as_int(raw["eventLvl"])
         if event_lvl is None:
             fail("eventLvl", "must be an integer when present")
+        elif not EVENT_LVL_RANGE[0] <= event_lvl <= EVENT_LVL_RANGE[1]:
+            fail("eventLvl", "must fit a 32-bit signed integer when present")
 
     src_index = raw.get("srcIndex")
     if src_index is None:
         src_index = ""
     elif not isinstance(src_index, str):
         fail("srcIndex", "must be a string when present")
+
+    if _deeper_than(raw, MAX_EVENT_DEPTH):
+        errors.append(EventError(index, where, f"event nests deeper than {MAX_EVENT_DEPTH} levels"))
 
     if errors:
         return errors
@@ -471,6 +509,21 @@ def _as_int(value: object) -> int | None:
         except ValueError:  # longer than sys.get_int_max_str_digits()
             return None
     return None
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels (iteratively: the
+    value may be nested far beyond the recursion limit)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item
+        for child in children:  # type: ignore[union-attr]
+            if isinstance(child, (Mapping, list, tuple)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _str_or_none(value: object) -> str | None:

@@ -189,6 +189,10 @@ class PartnerService:
                 if value not in ("active", "disabled"):
                     raise InvalidInput("state is 'active' or 'disabled'", "state")
                 updates["state"] = value
+            elif name == "allowUnsignedTimestamp":
+                if not isinstance(value, bool):
+                    raise InvalidInput("allowUnsignedTimestamp must be true or false", name)
+                updates["allow_unsigned_timestamp"] = value
             elif name == "delivery":
                 if not isinstance(value, dict):
                     raise InvalidInput("delivery must be an object", "delivery")

@@ -1,12 +1,11 @@
 """An exactly-once consume → transform → produce loop over one source topic (Kafka transactions).
 
-Why not a Faust agent: with faust-streaming 0.11 a worker restart or a rebalance under load lost
-events in our tests (messages re-fetched after a rebalance fell below Faust's per-partition read
-offset and were dropped, never routed by any worker). This loop keeps no offset of its own: per
-batch, the records it produces, the state changes it writes to its changelog topic and the source
-offsets it consumed are committed in **one Kafka transaction** (KIP-98, with KIP-447 consumer-group
-fencing). A crash at any point leaves either all of a batch or none of it; the next owner of the
-partition restores the state from the changelog and continues from the committed offset.
+The loop keeps no offset of its own: per batch, the records it produces, the state changes it
+writes to its changelog topic and the source offsets it consumed are committed in **one Kafka
+transaction** (KIP-98, with KIP-447 consumer-group fencing). A crash at any point leaves either
+all of a batch or none of it; the next owner of the partition restores the state from the
+changelog and continues from the committed offset. (Why this loop and not a stream framework's
+agents: the README's "Design" section.)
 
 A stage plugged into the loop is a ``Handler``: it turns one source record into output records,
 emits timed output on ``tick``, and gets its per-partition state back through ``restore``. State
@@ -33,13 +32,20 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from prometheus_client import Counter
 
 from bridge.errors import BridgeError
+from bridge.events import TASK_HEADROOM, record_size
 from bridge.kafka import client_config, read_to_end
+from bridge.logfilters import Throttle
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.processor")
-FAILED = Counter("bridge_stage_failures_total", "Records a stage failed on (kept on events.rejected)",
-                 ["stage"])
+FAILED = Counter("bridge_stage_failures_total",
+                 "Records a stage could not process or produce (kept on events.rejected)",
+                 ["stage", "reason"])
+_throttle = Throttle(lines=10, per_s=10.0)
+
+#: Longest prefix of a source record kept in its rejected record (which must itself fit).
+REJECTED_PREFIX = 65_536
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class Out:
     value: bytes | None  # None: a tombstone (state deleted)
     headers: list[tuple[str, bytes]] | None = None
     partition: int | None = None  # changelog records go to the source record's partition
+
+    def size(self) -> int:
+        return record_size(self.key, self.value, self.headers)
 
 
 class Handler(Protocol):
@@ -119,7 +128,7 @@ class TransactionalLoop:
     """Runs ``handler`` over ``source`` in consumer group ``group`` until ``stop`` is set."""
 
     def __init__(self, settings: Settings, stage: str, source: str, handler: Handler,
-                 tick_s: float = 1.0, batch: int = 500, legacy_group: str | None = None) -> None:
+                 tick_s: float = 1.0, batch: int = 500) -> None:
         self.settings = settings
         self.stage = stage
         self.source = source
@@ -128,7 +137,9 @@ class TransactionalLoop:
         self.batch = batch
         self.group = f"{settings.app_id}-{stage}"
         self.rejected = topic_table(settings)["events.rejected"].name
-        self.legacy_group = legacy_group
+        #: Largest record a stage may derive: a delivery task must still fit once delivery
+        #: dead-letters it, and one bound for every output keeps the rule simple.
+        self.max_output_bytes = settings.max_record_bytes - TASK_HEADROOM
         self.assigned: set[int] = set()
 
     # --- sessions ------------------------------------------------------------------------------
@@ -189,34 +200,8 @@ class TransactionalLoop:
         for partition in numbers:
             self.handler.restore(partition, restored[partition])
             self.assigned.add(partition)
-        if self.legacy_group:
-            self._continue_legacy(consumer, partitions)
         log.info("%s: assigned partitions %s (restored %d state entries)", self.stage, numbers,
                  sum(len(v) for v in restored.values()))
-
-    def _continue_legacy(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions this group never committed start where the legacy group got to.
-
-        Before this loop, the stage ran as a Faust agent in consumer group ``legacy_group``; a new
-        group would otherwise start at the beginning of the log and re-send days of events.
-        """
-        committed = consumer.committed(partitions, timeout=30)
-        fresh = [TopicPartition(tp.topic, tp.partition) for tp in committed if tp.offset < 0]
-        if not fresh:
-            return
-        reader = Consumer(client_config(self.settings, **{"group.id": self.legacy_group,
-                                                      "enable.auto.commit": False}))
-        try:
-            legacy = {tp.partition: tp.offset for tp in reader.committed(fresh, timeout=30) if tp.offset >= 0}
-        finally:
-            reader.close()
-        if not legacy:
-            return
-        starts = [TopicPartition(tp.topic, tp.partition, legacy.get(tp.partition, tp.offset))
-                  for tp in committed]
-        consumer.assign(starts)
-        log.warning("%s: first start of this consumer group: continuing from group %s at %s",
-                    self.stage, self.legacy_group, legacy)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -287,25 +272,39 @@ class TransactionalLoop:
                 producer.flush(5)
 
     def _process(self, message: Any) -> list[Out]:
-        """The handler's outputs; a record it fails on is kept on the rejected topic, not lost.
+        """The handler's outputs, each within the record limit; never an exception.
 
-        A bug must neither stop the stage (the thread would die and the partition stall) nor
-        drop the record silently: it goes, with the error, to ``bridge.events.rejected`` in the
-        same transaction, and the loop carries on.
+        One rule for every stage: a record the handler fails on (a bug), or an output too large
+        for Kafka, goes with its reason and source offset to ``bridge.events.rejected`` in the
+        same transaction, and the loop carries on. Retrying it could only fail the same way, and
+        a failed transaction would restart the stage at the same record, forever.
         """
         try:
-            return self.handler.process(message)
+            outputs = self.handler.process(message)
         except Exception as exc:  # noqa: BLE001 - classified here, once, for every stage
-            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-            log.exception("%s failed on %s; the record goes to %s", self.stage, where, self.rejected)
-            FAILED.labels(self.stage).inc()
-            value = message.value() or b""
-            return [Out(self.rejected, None, json.dumps({
-                "error": {"field": self.stage, "message": f"{type(exc).__name__}: {exc}"},
-                "source": {"topic": message.topic(), "partition": message.partition(),
-                           "offset": message.offset()},
-                "record": value.decode("utf-8", errors="replace"), "ingestTs": time.time(),
-            }, ensure_ascii=False).encode())]
+            return [self._reject(message, "exception", f"{type(exc).__name__}: {exc}", exc)]
+        return [out if out.size() <= self.max_output_bytes else self._reject(
+            message, "record_too_large",
+            f"a record for {out.topic} (key {(out.key or b'')[:100]!r}) would be {out.size()} "
+            f"bytes; at most {self.max_output_bytes} are written") for out in outputs]
+
+    def _reject(self, message: Any, reason: str, detail: str, exc: BaseException | None = None) -> Out:
+        """The rejected record of ``message``: bounded, ASCII JSON, with where it came from."""
+        where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+        FAILED.labels(self.stage, reason).inc()
+        # A bug keeps its traceback; an input the stage cannot carry is no bug, one line says it.
+        emit = (lambda *a: log.error(*a, exc_info=exc)) if exc is not None else log.error
+        _throttle(emit, "%s could not handle %s (%s: %.300s); the record goes to %s",
+                  self.stage, where, reason, detail, self.rejected)
+        value = message.value() or b""
+        return Out(self.rejected, None, json.dumps({
+            "error": {"field": self.stage, "reason": reason, "message": detail[:2000]},
+            "source": {"topic": message.topic(), "partition": message.partition(),
+                       "offset": message.offset()},
+            "recordBytes": len(value),
+            "record": value[:REJECTED_PREFIX].decode("utf-8", errors="replace"),
+            "ingestTs": time.time(),
+        }, ensure_ascii=True).encode())
 
     def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Out],
                 positions: dict[int, int]) -> None:
@@ -357,13 +356,37 @@ class TransactionalLoop:
         raise RestartSession("commit_transaction kept failing with retriable errors")
 
 
-async def run_in_thread(loop: TransactionalLoop, stop: threading.Event, name: str) -> None:
-    """Run ``loop`` on its own thread (librdkafka calls block); stop it when the task is cancelled."""
-    thread = threading.Thread(target=loop.run, args=(stop,), name=name, daemon=True)
+async def run_in_thread(loop: TransactionalLoop, stop: asyncio.Event, name: str) -> None:
+    """Run ``loop`` on its own thread (librdkafka calls block) until ``stop`` is set.
+
+    On ``stop`` the loop finishes (or aborts) its current transaction and closes its consumer.
+    An exception that ends the loop's thread is raised here, so the worker sees the dead stage.
+    """
+    halt = threading.Event()
+    events = asyncio.get_running_loop()
+    ended: asyncio.Future[BaseException | None] = events.create_future()
+
+    def target() -> None:
+        failure: BaseException | None = None
+        try:
+            loop.run(halt)
+        except BaseException as exc:  # handed to the worker's event loop
+            failure = exc
+        try:
+            events.call_soon_threadsafe(lambda: ended.done() or ended.set_result(failure))
+        except RuntimeError:  # the worker's event loop is closed: nobody waits any more
+            pass
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        while thread.is_alive():
-            await asyncio.sleep(0.2)
+        await asyncio.wait([ended, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stop.set()  # the loop finishes its current transaction, then closes its consumer
-        await asyncio.to_thread(thread.join, 30)
+        stopping.cancel()
+        halt.set()
+        if not ended.done():
+            await asyncio.wait([ended], timeout=2 * loop.settings.transaction_timeout_s + 30)
+    failure = ended.result() if ended.done() else None
+    if failure is not None:
+        raise failure

@@ -1,22 +1,21 @@
-"""Reading the bridge's own topics back: recent outcomes, dead letters, and redrive.
+"""Reading the bridge's own topics back: recent outcomes, dead letters and their states.
 
 Used by the admin API and the CLI; bounded reads with a consumer that never joins a group.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from bridge.delivery.records import decode_outcome, task_from_dead_letter
-from bridge.errors import KafkaUnavailable
-from bridge.events import DeliveryTask
-from bridge.kafka import AsyncProducer, client_config
+from bridge.errors import InvalidInput, KafkaUnavailable, TopicError
+from bridge.kafka import client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -28,14 +27,20 @@ def _consumer(settings: Settings) -> Consumer:
 
 
 def scan(settings: Settings, topic: str, tail: int | None = None,
-         timeout: float = 10.0) -> Iterator[Any]:
-    """Messages of ``topic`` up to its current end (the last ``tail`` per partition if given)."""
+         timeout: float = 10.0, missing_ok: bool = True) -> Iterator[Any]:
+    """Messages of ``topic`` up to its current end (the last ``tail`` per partition if given).
+
+    A topic that does not exist reads as empty, or (``missing_ok=False``) raises TopicError.
+    """
     consumer = _consumer(settings)
     try:
         try:
-            partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         except Exception as exc:
             raise KafkaUnavailable(f"cannot read {topic}: {exc}") from exc
+        if metadata.error is not None and not metadata.partitions and not missing_ok:
+            raise TopicError(f"{topic} is missing: run `event-bridge topics create`")
+        partitions = metadata.partitions
         starts: list[TopicPartition] = []
         remaining: set[int] = set()
         for p in partitions:
@@ -82,47 +87,71 @@ def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: What a dead letter's ``state`` can be: never sent again, or settled by a redrive.
+LETTER_STATES = ("dead", "redriven")
+
+
+def letter_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The latest state record of every settled dead letter, by letter id."""
+    topic = topic_table(settings)["deliveries.dlq.state"].name
+    states: dict[str, dict[str, Any]] = {}
+    for message in scan(settings, topic, missing_ok=False):
+        key = (message.key() or b"").decode()
+        if message.value() is None:
+            states.pop(key, None)
+            continue
+        try:
+            states[key] = json.loads(message.value())
+        except ValueError:
+            continue  # not written by the bridge; a letter without a state stays dead
+    return states
+
+
+def _state_of(letter: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    # A state counts only for the letter it was written for: a recreated dead-letter topic
+    # reuses partition:offset ids, and must not inherit another letter's settlement.
+    if (stored is None or stored.get("deliveryId") != letter["task"]["delivery_id"]
+            or stored.get("deadAt") != letter["dead_at"]):
+        return {"state": "dead"}
+    return {k: v for k, v in stored.items() if k not in ("letter", "deliveryId", "deadAt")}
+
+
 def dead_letters(settings: Settings, partner_id: str | None = None, since: float | None = None,
-                 predicate: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
-    """Dead letters (oldest first), each with its partition and offset as a stable ``id``."""
+                 predicate: Callable[[dict[str, Any]], bool] | None = None,
+                 state: str | None = None) -> list[dict[str, Any]]:
+    """Dead letters (oldest first), each with its partition and offset as a stable ``id``.
+
+    Each letter also carries its ``state`` (``dead``, or ``redriven`` with when, where and how
+    often), ``redriveOf`` (the letter whose redrive died again as this one, if any) and
+    ``diedAgainAs`` (the letters its own redrives became). ``state`` keeps only letters in it.
+    """
+    if state is not None and state not in LETTER_STATES:
+        raise InvalidInput(f"state {state!r} is not one of {', '.join(LETTER_STATES)}", "state")
     topic = topic_table(settings)["deliveries.dlq"].name
+    states = letter_states(settings)
     found = []
+    children: dict[str, list[str]] = {}
     for message in scan(settings, topic):
         try:
             task, record = task_from_dead_letter(message.value())
         except (ValueError, KeyError, TypeError):
             continue  # an undecodable task kept verbatim: shown by `dlq show`, not redrivable
+        letter_id = f"{message.partition()}:{message.offset()}"
+        parent = task.extra.get("redrive_of") if isinstance(task.extra, dict) else None
+        if parent:
+            children.setdefault(str(parent), []).append(letter_id)
         if partner_id is not None and task.partner_id != partner_id:
             continue
         if since is not None and record["dead_at"] < since:
             continue
         if predicate is not None and not predicate(record):
             continue
-        record["id"] = f"{message.partition()}:{message.offset()}"
+        record["id"] = letter_id
+        record["redriveOf"] = parent
+        record["state"] = _state_of(record, states.get(letter_id))
+        if state is not None and record["state"]["state"] != state:
+            continue
         found.append(record)
+    for record in found:
+        record["diedAgainAs"] = children.get(record["id"], [])
     return found
-
-
-async def redrive(settings: Settings, producer: AsyncProducer, letters: list[dict[str, Any]],
-                  progress: Callable[[int], None] | None = None) -> int:
-    """Re-enqueue dead letters as fresh tasks with the same delivery id (trigger ``redrive``)."""
-    topic = topic_table(settings)["deliveries"].name
-    done = 0
-    batch: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
-    for letter in letters:
-        raw = dict(letter["task"])
-        raw["event_ids"] = tuple(raw["event_ids"])
-        task = replace(DeliveryTask(**raw), attempt=0, trigger="redrive", not_before=0.0)
-        batch.append((topic, task.partner_id.encode(), task.encode(), None))
-        if len(batch) >= 200:
-            await producer.send_many(batch)
-            done += len(batch)
-            batch = []
-            if progress:
-                progress(done)
-    if batch:
-        await producer.send_many(batch)
-        done += len(batch)
-        if progress:
-            progress(done)
-    return done

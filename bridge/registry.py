@@ -20,16 +20,21 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from prometheus_client import Gauge
 
 from bridge.errors import KafkaUnavailable
 from bridge.kafka import AsyncProducer, client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
+
+#: Views reading the registry in this process (each is one consumer thread over every registry
+#: topic): a worker shares one between its stages.
+VIEWS = Gauge("bridge_registry_views", "Registry views running in this process")
 
 PartnerState = Literal["active", "disabled"]
 LinkageMode = Literal["separate", "merged"]
@@ -80,6 +85,9 @@ class Partner:
     event_types: tuple[int, ...] | None
     state: PartnerState = "active"
     delivery: DeliveryPrefs = field(default_factory=DeliveryPrefs)
+    #: Legacy opt-in: its Artemis calls may go without a signed ``x-ca-timestamp`` (minimal
+    #: clients); off by default, because such a call can be replayed at any later time.
+    allow_unsigned_timestamp: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -96,6 +104,7 @@ class Partner:
             "eventTypes": list(self.event_types) if self.event_types is not None else None,
             "state": self.state,
             "delivery": _camel(asdict(self.delivery)),
+            "allowUnsignedTimestamp": self.allow_unsigned_timestamp,
             "secretRotation": [
                 {"createdAt": s.created_at, "expiresAt": s.expires_at} for s in self.secrets
             ],
@@ -180,6 +189,7 @@ class RegistryView:
             table["subscriptions"].name: "subscriptions",
             table["config"].name: "config",
             table["delivery.state"].name: "breakers",
+            table["replays"].name: "replays",
         }
         self._settings = settings
         self._lock = threading.Condition()
@@ -188,12 +198,14 @@ class RegistryView:
         self.config: dict[str, Any] = {}
         #: Circuit breaker states published by delivery workers, by destination.
         self.breakers: dict[str, Any] = {}
+        #: Replay jobs by id (bridge.replay_jobs), and the ids whose cancellation was asked for.
+        self.replays: dict[str, dict[str, Any]] = {}
+        self.replay_cancels: set[str] = set()
         self._by_type: dict[int, tuple[Subscription, ...]] | None = None
         self._applied: dict[str, int] = {}  # topic -> next offset to read
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._listeners: list[Callable[[str, str], None]] = []
         self.error: str | None = None
 
     # lifecycle
@@ -206,6 +218,7 @@ class RegistryView:
         """
         self._thread = threading.Thread(target=self._run, name="registry-view", daemon=True)
         self._thread.start()
+        VIEWS.inc()
         if wait_caught_up is not None:
             self.wait_ready(wait_caught_up)
         return self
@@ -252,13 +265,11 @@ class RegistryView:
         raise KafkaUnavailable("registry view stopped before it connected")
 
     def stop(self) -> None:
+        if self._thread and not self._stop.is_set():
+            VIEWS.dec()
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-
-    def on_change(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(kind, key)`` after each applied record (from the view's thread)."""
-        self._listeners.append(listener)
 
     def _run(self) -> None:
         try:
@@ -276,7 +287,6 @@ class RegistryView:
                 msgs = consumer.consume(500, 0) or consumer.consume(1, 0.2)
                 if not msgs:
                     continue
-                changed: list[tuple[str, str]] = []
                 with self._lock:
                     for msg in msgs:
                         if msg.error():
@@ -287,12 +297,8 @@ class RegistryView:
                         key = msg.key().decode() if msg.key() else ""
                         self._apply(kind, key, msg.value())
                         self._applied[msg.topic()] = msg.offset() + 1
-                        changed.append((kind, key))
                     self._by_type = None
                     self._lock.notify_all()
-                for kind, key in changed:
-                    for listener in self._listeners:
-                        listener(kind, key)
         finally:
             consumer.close()
 
@@ -308,6 +314,8 @@ class RegistryView:
                     self.subscriptions.pop(key, None)
                 else:
                     self.subscriptions[key] = decode_subscription(value)
+            elif kind == "replays":
+                self._apply_replay(key, value)
             elif kind == "breakers":
                 if value is None:
                     self.breakers.pop(key, None)
@@ -320,6 +328,20 @@ class RegistryView:
         except (ValueError, TypeError, KeyError) as exc:
             # A record this version cannot read must not stop the view; say which one.
             self.error = f"unreadable {kind} record {key!r}: {exc}"
+
+    def _apply_replay(self, key: str, value: bytes | None) -> None:
+        kind, _, job_id = key.partition(":")
+        if kind == "cancel":
+            if value is None:
+                self.replay_cancels.discard(job_id)
+            else:
+                self.replay_cancels.add(job_id)
+        elif value is None:
+            self.replays.pop(job_id, None)
+        else:
+            job = json.loads(value)
+            if job_record_applies(self.replays.get(job_id), job):
+                self.replays[job_id] = job
 
     def wait_applied(self, topic: str, offset: int, timeout: float = 10.0) -> None:
         """Block until the record at ``offset`` of ``topic`` has been applied."""
@@ -363,6 +385,36 @@ class RegistryView:
     def setting(self, name: str, default: Any = None) -> Any:
         with self._lock:
             return self.config.get(name, default)
+
+    def replay(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            job = self.replays.get(job_id)
+            return None if job is None else {**job, "cancelRequested": job_id in self.replay_cancels}
+
+    def all_replays(self) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = sorted(self.replays, key=lambda i: self.replays[i].get("startedAt", 0))
+        return [job for job in map(self.replay, ids) if job is not None]
+
+    def replay_cancel_requested(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self.replay_cancels
+
+
+def job_record_applies(current: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether a replay job record replaces ``current``: the ownership rule every view applies.
+
+    A job's owner (the api running it) writes records of its ``epoch``; another api takes an
+    orphaned running job over by writing the next epoch. Views apply records in log order, so
+    the first claim of an epoch wins everywhere and a late claim, or a write of an owner that
+    was taken over, is ignored. If compaction kept a losing claim as a job's last record, that
+    owner never reports and the job is simply taken over again.
+    """
+    if current is None:
+        return True
+    if new.get("epoch") == current.get("epoch"):
+        return bool(new.get("owner") == current.get("owner"))
+    return bool(new.get("epoch") == current.get("epoch", 0) + 1 and current.get("state") == "running")
 
 
 class RegistryWriter:

@@ -19,10 +19,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.errors import InvalidInput, KafkaUnavailable, NotFound
-from bridge.events import EventRecord
+from bridge.events import DeliveryTask, EventRecord
 from bridge.kafka import AsyncProducer, client_config
-from bridge.registry import RegistryView
 from bridge.matching import route
+from bridge.registry import Partner, RegistryView
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -152,8 +152,9 @@ def _check_retention(consumer: Consumer, topic: str, marks: dict[int, tuple[int,
                 "choose a later --from-time", "from_time")
 
 
-def read(settings: Settings, the_plan: ReplayPlan, cancelled: Callable[[], bool]) -> Iterator[EventRecord]:
-    """The records of the plan, partition by partition."""
+def read(settings: Settings, the_plan: ReplayPlan,
+         cancelled: Callable[[], bool]) -> Iterator[tuple[int, int, EventRecord | None]]:
+    """(partition, offset, record) of the plan, partition by partition; None if undecodable."""
     topic = topic_table(settings)["events"].name
     consumer = _consumer(settings)
     try:
@@ -168,17 +169,30 @@ def read(settings: Settings, the_plan: ReplayPlan, cancelled: Callable[[], bool]
                 if message.offset() >= end:
                     break
                 try:
-                    yield EventRecord.decode(message.value())
+                    record = EventRecord.decode(message.value())
                 except (ValueError, TypeError, KeyError):
-                    continue  # undecodable records were never routed live either
+                    record = None  # undecodable records were never routed live either
+                yield partition, message.offset(), record
     finally:
         consumer.close()
 
 
+def partner_tasks(view: RegistryView, partner: Partner, record: EventRecord,
+                  statuses: Collection[int], now: float) -> list[DeliveryTask]:
+    """The tasks the live path would make for ``record`` and this one partner, as subscribed now."""
+    subs = [s for s in view.by_event_type(record.event_type) if s.partner_id == partner.id]
+    return route(record, subs, {partner.id: partner}, statuses, now)
+
+
 async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, request: ReplayRequest,
               progress: ReplayProgress, the_plan: ReplayPlan,
-              cancelled: Callable[[], bool] = lambda: False) -> ReplayProgress:
-    """Scan the plan and enqueue (or count, for a dry run) the partner's tasks."""
+              cancelled: Callable[[], bool] = lambda: False,
+              done_up_to: Callable[[int, int], None] = lambda partition, offset: None) -> ReplayProgress:
+    """Scan the plan and enqueue (or count, for a dry run) the partner's tasks.
+
+    ``done_up_to(partition, offset)`` is called once every record before ``offset`` of that
+    partition has been handled (its tasks acknowledged by Kafka): where a resumed run starts.
+    """
     partner = view.partner(request.partner_id)
     if partner is None:
         raise NotFound(f"no partner {request.partner_id!r}")
@@ -186,33 +200,34 @@ async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, r
     deliveries = topic_table(settings)["deliveries"].name
     statuses: Collection[int] = view.setting("push_statuses", settings.push_statuses)
     first_sent: float | None = None
-    queue: asyncio.Queue[EventRecord | None] = asyncio.Queue(maxsize=1000)
+    queue: asyncio.Queue[tuple[int, int, EventRecord | None] | None] = asyncio.Queue(maxsize=1000)
     loop = asyncio.get_running_loop()
     stop_reading = False
 
     def produce_records() -> None:
         try:
-            for record in read(settings, the_plan, lambda: stop_reading or cancelled()):
-                asyncio.run_coroutine_threadsafe(queue.put(record), loop).result()
+            for item in read(settings, the_plan, lambda: stop_reading or cancelled()):
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
         finally:
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
     reader = loop.run_in_executor(None, produce_records)
     try:
         while True:
-            record = await queue.get()
-            if record is None:
+            item = await queue.get()
+            if item is None:
                 break
-            progress.scanned += 1
             if cancelled():
                 progress.state = "cancelled"
                 break
-            if request.to_time is not None and record.ingest_ts > request.to_time:
+            partition, offset, record = item
+            progress.scanned += 1
+            if (record is None
+                    or (request.to_time is not None and record.ingest_ts > request.to_time)
+                    or (request.event_types is not None and record.event_type not in request.event_types)):
+                done_up_to(partition, offset + 1)
                 continue
-            if request.event_types is not None and record.event_type not in request.event_types:
-                continue
-            subs = [s for s in view.by_event_type(record.event_type) if s.partner_id == partner.id]
-            for task in route(record, subs, {partner.id: partner}, statuses, time.time()):
+            for task in partner_tasks(view, partner, record, statuses, time.time()):
                 progress.by_event_type[task.event_type] += 1
                 if request.dry_run:
                     continue
@@ -227,6 +242,7 @@ async def run(settings: Settings, view: RegistryView, producer: AsyncProducer, r
                 ahead = (progress.enqueued - 1) / rate - (time.monotonic() - first_sent)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+            done_up_to(partition, offset + 1)
         if progress.state == "running":
             progress.state = "done"
     except Exception as exc:

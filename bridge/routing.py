@@ -16,24 +16,22 @@ partition); ``topics create`` refuses a partition count that differs from the ta
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import json
 import logging
-import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
-import faust
 from prometheus_client import Counter, Gauge
 
 from bridge import correlation, schemas
 from bridge.errors import TopicError
-from bridge.events import TICK_KEY, DeliveryTask, EventRecord
+from bridge.events import TASK_HEADROOM, DeliveryTask, EventRecord
 from bridge.matching import route
 from bridge.processor import Out, TransactionalLoop, run_in_thread
 from bridge.registry import RegistryView
+from bridge.runtime.worker import Stage, Worker
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -79,6 +77,7 @@ class Router:
         self.states: dict[int, OrderedDict[str, dict[str, Any]]] = {}
         # (deadline, partition, eventId) of held merged-linkage events; stale entries are skipped.
         self.deadlines: list[tuple[float, int, str]] = []
+        self.max_state_bytes = settings.max_record_bytes - TASK_HEADROOM
         self.lifecycle_header = [(schemas.SCHEMA_HEADER, schemas.schema_fingerprint("lifecycle").encode())]
 
     # --- partitions ---------------------------------------------------------------------------
@@ -98,8 +97,6 @@ class Router:
     # --- records ------------------------------------------------------------------------------
 
     def process(self, message: Any) -> list[Out]:
-        if message.key() == TICK_KEY:  # written by older versions' timers; carries nothing
-            return []
         partition = message.partition()
         # Ingest validated it; a record that does not decode raises, and the loop keeps it
         # (with the error) on events.rejected.
@@ -115,8 +112,12 @@ class Router:
             ROUTED.labels("duplicate").inc()
             return []
         ROUTED.labels("routed").inc()
+        put = self._put(partition, step.state)
+        if put.size() > self.max_state_bytes:
+            step = self._shrink(step)
+            put = self._put(partition, step.state)
         out = self._tasks(step.send)
-        out.append(self._put(partition, step.state))
+        out.append(put)
         out.append(Out(self.lifecycle, record.event_id.encode(),
                        schemas.encode("lifecycle", correlation.lifecycle(step.state)), self.lifecycle_header))
         out.extend(self._bound(partition))
@@ -140,6 +141,20 @@ class Router:
         return out
 
     # --- state --------------------------------------------------------------------------------
+
+    def _shrink(self, step: correlation.Step) -> correlation.Step:
+        """A state too large for its changelog record gives up what makes it large.
+
+        Held merged-linkage pushes go now, unmerged (as after their wait), and the original
+        event kept for attached pictures is forgotten (later pictures go as they come). What
+        is left is a few ids and hashes: it fits, and the changelog stays the truth.
+        """
+        state = step.state
+        released = [DeliveryTask.decode(entry["task"].encode()) for entry in state["held"].values()]
+        log.warning("correlation state of eventId %.100r is too large for its changelog record; "
+                    "released %d held pushes unmerged", state["eventId"], len(released))
+        small = {**state, "held": {}, "original": None, "linkage": state["linkage"][-1:]}
+        return correlation.Step(small, [*step.send, *released])
 
     def _tasks(self, tasks: list[DeliveryTask]) -> list[Out]:
         TASKS.inc(len(tasks))
@@ -186,22 +201,15 @@ class Router:
         ENTRIES.set(sum(len(s) for s in self.states.values()))
 
 
-def register(app: faust.App, settings: Settings) -> None:
-    """Run the routing loop (with status correlation) in the worker process."""
+def stage(settings: Settings) -> Stage:
+    """The routing loop (with status correlation), after checking the topics it relies on."""
     # Checked before the worker starts, so a bad deployment fails at once with the reason.
     check_registry_partitions(settings)
     events = topic_table(settings)["events"].name
 
-    @app.task
-    async def route_events() -> None:
-        view = RegistryView(settings).start(wait_caught_up=None)
-        stop = threading.Event()
-        try:
-            await asyncio.to_thread(view.wait_ready, 120.0)
-            # Routing was a Faust agent in the group named after the app before this loop.
-            loop = TransactionalLoop(settings, "route", events, Router(settings, view),
-                                     tick_s=settings.correlation_tick_s, legacy_group=settings.app_id)
-            await run_in_thread(loop, stop, "routing")
-        finally:
-            view.stop()
+    async def run(worker: Worker) -> None:
+        router = Router(settings, await worker.registry())
+        loop = TransactionalLoop(settings, "route", events, router, tick_s=settings.correlation_tick_s)
+        await run_in_thread(loop, worker.stop, "routing")
 
+    return Stage("routing", run)

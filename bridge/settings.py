@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     #: How long ``bridge.events`` keeps events (the replay horizon), in hours.
     events_retention_hours: int = Field(default=7 * 24, ge=1)
-    #: Consumer group / Faust application id.
+    #: Prefix of the bridge's consumer groups and transactional ids (``<app_id>-route``, ...).
     app_id: str = "event-bridge"
     #: How every client reaches the brokers (librdkafka ``security.protocol``).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     #: Largest request body accepted, in bytes (larger answers 413).
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    #: Largest record the bridge writes to Kafka (key + value + headers), in bytes: librdkafka's
+    #: ``message.max.bytes`` default, below the broker's 1,048,588. Ingest refuses an event whose
+    #: record, once routed and dead-lettered, could outgrow it; the stages check every record they
+    #: derive against it. Raise it only together with the topics' ``max.message.bytes``.
+    max_record_bytes: int = Field(default=1_000_000, ge=65_536)
 
     #: Path the platform POSTs ``OnEventNotify`` to.
     ingest_path: str = "/eventRcv"
@@ -111,6 +116,14 @@ class Settings(BaseSettings):
     secret_grace_hours: float = Field(default=24.0, ge=0)
     #: Accepted distance of ``x-ca-timestamp`` from the server clock, in seconds.
     signature_window_s: int = Field(default=900, ge=1)
+    #: Where the api remembers Artemis nonces: ``kafka`` shares them between every api replica
+    #: (bridge.nonces), ``memory`` keeps them in one process (a single api only).
+    nonce_store: Literal["kafka", "memory"] = "kafka"
+    #: Most nonces an api remembers; beyond it the oldest are forgotten before their window ends.
+    nonce_max_entries: int = Field(default=100_000, ge=1000)
+    #: A running replay whose api has not reported progress for this long is taken over by
+    #: another api (or by the restarted one), from its last recorded position, in seconds.
+    replay_takeover_s: float = Field(default=15.0, gt=0)
     #: Confluent Schema Registry for the analytics feed (Confluent wire format); unset: schemaless
     #: Avro with the schema fingerprint in the ``bridge-schema`` header.
     schema_registry_url: str | None = None
@@ -151,7 +164,7 @@ class Settings(BaseSettings):
     #: A worker taking over a partition skips live tasks whose delivery id was delivered within
     #: this many seconds (read from bridge.outcomes); 0 turns it off.
     redelivery_window_s: float = Field(default=600.0, ge=0)
-    #: Port of a delivery worker's Prometheus endpoint (0: none).
+    #: Port of the worker process's Prometheus endpoint, all its stages' metrics (0: none).
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     #: One log line per HTTP request (off in `event-bridge dev --demo`, whose screen is a live table).

@@ -106,11 +106,18 @@ def subscriptions_for(partner: Partner, request: SubscribeRequest) -> list[Subsc
     ]
 
 
+#: ``eventLvl`` answered for a raw (subType 0) subscription.
+RAW_EVENT_LVL = (0,)
+
+
 def view_data(subs: Iterable[Subscription]) -> dict[str, Any]:
     """``eventSubscriptionView`` data: one detail per destination and settings (spec §1.3)."""
     groups: dict[tuple[str, int, tuple[int, ...]], list[int]] = {}
     for sub in subs:
-        groups.setdefault((sub.event_dest, sub.sub_type, sub.event_lvl), []).append(sub.event_type)
+        # subType 0 ignores levels; the platform then uses "the default value 0" (spec §1.1;
+        # the Go client gq-tang/hikvision documents it), so that is what the view answers.
+        levels = RAW_EVENT_LVL if sub.sub_type == 0 else sub.event_lvl
+        groups.setdefault((sub.event_dest, sub.sub_type, levels), []).append(sub.event_type)
     return {
         "detail": [
             {"eventTypes": sorted(types), "eventDest": dest, "subType": sub_type,

@@ -29,9 +29,15 @@ class TopicSpec:
     compacted: bool = False
     #: Time retention in ms; ``-1`` keeps forever (compacted registries).
     retention_ms: int = 7 * 24 * HOUR_MS
+    #: A compacted topic whose keys also expire after ``retention_ms`` (state about records of
+    #: a topic with time retention, which would otherwise outlive them forever).
+    expiring: bool = False
 
     def config(self) -> dict[str, str]:
         """Topic-level configuration for CreateTopics."""
+        if self.compacted and self.expiring:
+            return {"cleanup.policy": "compact,delete", "retention.ms": str(self.retention_ms),
+                    "min.compaction.lag.ms": "0"}
         if self.compacted:
             return {"cleanup.policy": "compact", "retention.ms": "-1", "min.compaction.lag.ms": "0"}
         return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
@@ -61,12 +67,22 @@ def topic_table(settings: Settings) -> dict[str, TopicSpec]:
         spec("config", "setting name", 1, compacted=True),
         # Delivery state other processes show (circuit breakers), written by delivery workers.
         spec("delivery.state", "destination", 1, compacted=True),
+        # Replay jobs (state, progress, cancel requests) shared by every api replica.
+        spec("replays", "job:<id> | cancel:<id>", 1, compacted=True),
+        # Artemis nonces of verified requests, shared by every api replica (bridge.nonces). The
+        # store reads back one nonce window (twice the signature window); keep twice that.
+        spec("nonces", "sha256(appKey, nonce)",
+             retention_ms=max(HOUR_MS, 4 * settings.signature_window_s * 1000)),
         spec("deliveries", "partnerId"),
         *[
             spec(retry_tier_name(tier), "partnerId")
             for tier in range(1, len(settings.retry_schedule) + 1)
         ],
         spec("deliveries.dlq", "partnerId", retention_ms=30 * 24 * HOUR_MS),
+        # Which dead letters a redrive settled. A state is written after its letter, so with the
+        # same retention it is removed only after the letter itself.
+        spec("deliveries.dlq.state", "dead letter id (partition:offset)", 1, compacted=True,
+             expiring=True, retention_ms=30 * 24 * HOUR_MS),
         spec("outcomes", "partnerId", retention_ms=events_retention),
         spec("lifecycle", "eventId", retention_ms=events_retention),
         # Routing's correlation state, co-partitioned with events (one eventId, one eventType).

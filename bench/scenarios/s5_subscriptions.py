@@ -5,15 +5,14 @@ Two measurements, labelled apart in the report:
 1. **In-process, pure functions** (no Kafka, no HTTP): a ``RegistryView`` filled with N partners
    and their subscriptions, then for each of the same realistic events
    ``view.by_event_type(type)`` + ``matching.route(...)`` (+ ``DeliveryTask.encode()`` of each task,
-   which the routing agent does before producing). Two shapes:
+   which routing does before producing). Two shapes:
 
    - *10 match*: 10 partners take the events' types, the other N-10 are subscribed to other
      types; cost per event should not depend on N;
    - *all match*: all N partners take the type; cost per event grows with N by design (N tasks),
      so the table gives the cost per task.
 
-   Also timed: the same encoding without ``dataclasses.asdict`` (a what-if for the report: same
-   bytes, checked), rebuilding the by-type index (``RegistryView`` drops it on every registry change
+   Also timed: rebuilding the by-type index (``RegistryView`` drops it on every registry change
    and the next event rebuilds it) and ``partner_by_app_key`` (every signed Artemis call).
 
 2. **The worker process**: a bridge whose registry holds N partners (written straight to the
@@ -96,30 +95,11 @@ def _time_route(view: Any, records: Sequence[Any], repeat: int = 3) -> dict[str,
         tasks = sum(len(ts) for ts in routed)
         best_route = min(best_route, t1 - t0)
         best_total = min(best_total, t2 - t0)
-    # What-if (not the bridge's code): the same bytes without dataclasses.asdict's deep copy.
-    flat = [t for ts in routed for t in ts]
-    same = all(fast_encode(t) == t.encode() for t in flat[:50])
-    best_fast = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for t in flat:
-            fast_encode(t)
-        best_fast = min(best_fast, time.perf_counter() - t0)
     n = len(records)
     return {"events": n, "tasks_per_event": tasks / n,
             "route_us_per_event": best_route / n * 1e6, "route_encode_us_per_event": best_total / n * 1e6,
             "route_encode_us_per_task": best_total / max(tasks, 1) * 1e6,
-            "encode_us_per_task": (best_total - best_route) / max(tasks, 1) * 1e6,
-            "fast_encode_us_per_task": best_fast / max(tasks, 1) * 1e6, "fast_encode_same_bytes": same}
-
-
-def fast_encode(task: Any) -> bytes:
-    """``DeliveryTask.encode()`` without ``dataclasses.asdict`` (which deep-copies the body): a what-if."""
-    import dataclasses
-    import json
-
-    return json.dumps({f.name: getattr(task, f.name) for f in dataclasses.fields(task)},
-                      ensure_ascii=False, separators=(",", ":")).encode()
+            "encode_us_per_task": (best_total - best_route) / max(tasks, 1) * 1e6}
 
 
 def in_process(sizes: Sequence[int], events: int) -> dict[str, Any]:

@@ -15,11 +15,13 @@ from bridge.api.limits import BodyLimit
 from bridge.api.metrics import RequestMetrics
 from bridge.api.problems import install_error_handlers
 from bridge.api.routes import admin, artemis, health, ingest, replays
-from bridge.artemis_signing import NonceCache
+from bridge.artemis_signing import NonceCache, NonceStore
 from bridge.ingest import Ingest
 from bridge.kafka import AsyncProducer
+from bridge.nonces import KafkaNonceStore
 from bridge.partners import PartnerService
 from bridge.registry import RegistryView, RegistryWriter
+from bridge.replay_jobs import ReplayJobs
 from bridge.settings import Settings
 from bridge.urlpolicy import UrlPolicy
 
@@ -35,9 +37,20 @@ class Services:
     view: RegistryView
     writer: RegistryWriter
     partners: PartnerService
-    nonces: NonceCache
+    nonces: NonceStore
     url_policy: UrlPolicy
     ingest: Ingest
+    replays: ReplayJobs
+
+
+def nonce_store(settings: Settings) -> NonceCache | KafkaNonceStore:
+    """The configured nonce store (BRIDGE_NONCE_STORE), not yet started."""
+    # A nonce must be remembered for as long as its timestamp can still pass the window on
+    # either side, so twice the window.
+    window_s = 2 * settings.signature_window_s
+    if settings.nonce_store == "memory":
+        return NonceCache(window_s=window_s, max_entries=settings.nonce_max_entries)
+    return KafkaNonceStore(settings, window_s=window_s, max_entries=settings.nonce_max_entries)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,24 +63,28 @@ def create_app(settings: Settings) -> FastAPI:
         # registry answer 503 until it has caught up (or while Kafka is unreachable).
         view = RegistryView(settings).start(wait_caught_up=None)
         writer = RegistryWriter(settings, producer, view)
+        nonces = nonce_store(settings)
+        if isinstance(nonces, KafkaNonceStore):
+            nonces.start()
+        jobs = ReplayJobs(settings, view, producer)
+        jobs.start()
         app.state.services = Services(
             settings=settings,
             producer=producer,
             view=view,
             writer=writer,
             partners=PartnerService(settings, view, writer),
-            # A nonce must be remembered for as long as its timestamp can still pass the window
-            # on either side, so twice the window.
-            nonces=NonceCache(window_s=2 * settings.signature_window_s),
+            nonces=nonces,
             url_policy=UrlPolicy.from_settings(settings),
             ingest=Ingest(settings, producer),
+            replays=jobs,
         )
         try:
             yield
         finally:
-            for _, task, cancel in getattr(app.state, "replays", {}).values():
-                cancel[0] = True
-                task.cancel()
+            await jobs.close()
+            if isinstance(nonces, KafkaNonceStore):
+                nonces.stop()
             view.stop()
             producer.close()
 

@@ -1,52 +1,36 @@
-"""Registers the delivery loop on the worker's Faust app (it runs beside the routing agent)."""
+"""The delivery stage of the worker: the delivery loop with its HTTP clients and secrets."""
 
 from __future__ import annotations
-
-import asyncio
-import logging
-
-import faust
-from prometheus_client import start_http_server
 
 from bridge.delivery.sender import PartnerSender, build_clients
 from bridge.delivery.worker import DeliveryWorker
 from bridge.errors import ConfigError
-from bridge.kafka import AsyncProducer
 from bridge.partners import SecretBox
-from bridge.registry import Partner, RegistryView
+from bridge.registry import Partner
+from bridge.runtime.worker import Stage, Worker
 from bridge.settings import Settings
 from bridge.urlpolicy import UrlPolicy
 
-log = logging.getLogger("bridge.delivery")
 
-
-def register(app: faust.App, settings: Settings) -> None:
+def stage(settings: Settings) -> Stage:
+    """The delivery loop over bridge.deliveries and the retry tiers, after checking its secret."""
     if settings.secret_key is None:
         raise ConfigError("BRIDGE_SECRET_KEY must be set: deliveries may be signed with partner secrets")
     box = SecretBox(settings.secret_key.get_secret_value())
-    if settings.worker_metrics_port:
-        try:
-            start_http_server(settings.worker_metrics_port, addr=settings.http_host)
-        except OSError as exc:  # another worker on this host already serves it
-            log.warning("worker metrics port %d unavailable (%s); metrics not served",
-                        settings.worker_metrics_port, exc)
 
     def secrets_for(partner: Partner) -> list[str]:
         return [box.open(s.token) for s in partner.secrets]
 
-    @app.task
-    async def deliver() -> None:
-        view = RegistryView(settings).start(wait_caught_up=None)
-        producer = AsyncProducer(settings)
+    async def run(worker: Worker) -> None:
+        view = await worker.registry()
         client, insecure = build_clients(str(settings.ca_bundle) if settings.ca_bundle else None)
-        worker = DeliveryWorker(settings, view, PartnerSender(client, insecure, UrlPolicy.from_settings(settings)),
-                                producer, secrets_for)
-        stop = asyncio.Event()
+        sender = PartnerSender(client, insecure, UrlPolicy.from_settings(settings))
         try:
-            await worker.run(stop)
+            # Outcomes, retries and dead letters go through the worker's shared producer, which
+            # the worker flushes after every stage has drained.
+            await DeliveryWorker(settings, view, sender, worker.producer, secrets_for).run(worker.stop)
         finally:
-            stop.set()
             await client.aclose()
             await insecure.aclose()
-            producer.close()
-            view.stop()
+
+    return Stage("delivery", run)

@@ -1,9 +1,9 @@
 """The delivery loop: consume tasks, push them, settle each, commit only what is settled.
 
-Why its own confluent-kafka consumer rather than a Faust agent: isolation needs tasks of different
-partners in one partition to run in parallel, each partner bounded by its own in-flight limit, with
-the partition's offset committed only up to its lowest unsettled task. Faust's agents commit in
-stream order per partition; this loop tracks offsets itself (``offsets.PartitionOffsets``).
+Why a consumer of its own rather than a stream framework's agent: isolation needs tasks of
+different partners in one partition to run in parallel, each partner bounded by its own in-flight
+limit, with the partition's offset committed only up to its lowest unsettled task. Stream agents
+commit in stream order per partition; this loop tracks offsets itself (``offsets.PartitionOffsets``).
 
 Per task: wait for ``not_before`` (retry tiers) → partner's slot → breaker → ``sender`` → outcome →
 ``retry.next_step`` → write to the next retry tier or the dead-letter topic → settled.
@@ -66,7 +66,8 @@ class PartnerSlots:
     sem: asyncio.Semaphore
     waiting: int = 0
     drain: DrainRate = field(default_factory=DrainRate)
-    ordered_queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask]] | None = None
+    #: The ordered partner's tasks; None in it tells its loop that the worker is stopping.
+    ordered_queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask] | None] | None = None
 
 
 @dataclass
@@ -216,6 +217,9 @@ class DeliveryWorker:
                     last_lag = now
         finally:
             self._stopping = True
+            for slots in self.partners.values():
+                if slots.ordered_queue is not None:  # wakes an idle ordered loop, so it ends
+                    slots.ordered_queue.put_nowait(None)
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
             await self._call(self._commit_sync)
@@ -379,10 +383,13 @@ class DeliveryWorker:
             return SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}", 0.0)
 
     async def _ordered_loop(self, partner_id: str,
-                            queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask]]) -> None:
+                            queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask] | None]) -> None:
         """One task at a time, in order; a failing task is retried in place, blocking only this partner."""
         while not self._stopping:
-            key, offset, task = await queue.get()
+            item = await queue.get()
+            if item is None:
+                return
+            key, offset, task = item
             while True:
                 partner = self.view.partner(partner_id)
                 if partner is None or partner.state != "active":

@@ -57,10 +57,21 @@ def stack_settings(base: Settings, **changes: Any) -> Settings:
 class Worker:
     settings: Settings
     proc: subprocess.Popen[bytes] | None = None
+    #: ``event-bridge worker`` options beyond the log level (e.g. ``["--stages", "delivery"]``).
+    args: list[str] = field(default_factory=list)
+    #: File that receives the worker's log (stderr); None: the test's own stderr.
+    log: Path | None = None
 
     def start(self) -> Worker:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "-l", os.environ.get("TEST_WORKER_LOGLEVEL", "warn")],
-                                     env={**child_env(self.settings), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+        level = os.environ.get("TEST_WORKER_LOGLEVEL", "warn")
+        out = self.log.open("ab") if self.log else None
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "worker", "-l", level, *self.args],
+                                         env={**child_env(self.settings), "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                                         stderr=out)
+        finally:
+            if out:
+                out.close()
         return self
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""The pinned broker works with both client libraries the bridge uses (librdkafka and aiokafka)."""
+"""The pinned broker works with the bridge's client library (confluent-kafka, librdkafka)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -53,40 +52,3 @@ def test_confluent_idempotent_round_trip(broker: Broker, unique: Callable[[str],
             break
     consumer.close()
     assert received == sent
-
-
-async def test_aiokafka_produce_and_group_consume(broker: Broker, unique: Callable[[str], str]) -> None:
-    topic = unique("aio")
-    _create(broker, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all",
-                                enable_idempotence=True)
-    await producer.start()
-    try:
-        for i in range(20):
-            await producer.send_and_wait(topic, key=b"k%d" % i, value=b"v%d" % i)
-    finally:
-        await producer.stop()
-
-    group = unique("aio-group")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        values: set[bytes] = set()
-        while len(values) < 20:
-            batch = await consumer.getmany(timeout_ms=10_000)
-            assert batch, "aiokafka consumer received nothing within 10 s"
-            for records in batch.values():
-                values.update(r.value for r in records)
-        await consumer.commit()
-    finally:
-        await consumer.stop()
-    assert values == {b"v%d" % i for i in range(20)}
-
-    # The group's committed offsets are visible to the other client library.
-    from confluent_kafka import TopicPartition
-
-    check = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-    committed = check.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-    check.close()
-    assert sum(tp.offset for tp in committed if tp.offset >= 0) == 20

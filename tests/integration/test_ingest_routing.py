@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -189,40 +189,6 @@ def test_worker_restart_loses_nothing_and_keeps_delivery_ids(stack_settings: Set
     # Every duplicate (the repeat, or re-routing after the restart) carries the same delivery id.
     assert all(len(v) == 1 for v in by_event.values())
     assert len([t for t in tasks if t["event_ids"][0] == "evt-7"]) >= 2
-
-
-def test_first_start_continues_where_the_faust_agent_stopped(stack_settings: Settings,
-                                                             http: TestClient) -> None:
-    """An upgrade from the Faust routing agent must not re-send the retained log."""
-    partner = make_partner(http, name="upgraded")
-    subscribe(partner, [196883], 9010)
-    template = payload("acs_card_196883_event_acs.json")
-
-    def push(event_id: str) -> None:
-        body = json.loads(json.dumps(template))
-        body["params"]["events"][0]["eventId"] = event_id
-        assert http.post("/eventRcv", json=body).status_code == 200
-
-    for i in range(5):
-        push(f"routed-by-faust-{i}")
-    # What the Faust agent left behind: its group (named after the app) committed the log's end.
-    topic = stack_settings.topic_prefix + "events"
-    legacy = Consumer(client_config(stack_settings, **{"group.id": stack_settings.app_id}))
-    ends = [TopicPartition(topic, p, legacy.get_watermark_offsets(TopicPartition(topic, p), 10)[1])
-            for p in range(stack_settings.partitions)]
-    legacy.commit(offsets=ends, asynchronous=False)
-    legacy.close()
-    for i in range(3):
-        push(f"new-{i}")
-    reader = Deliveries(stack_settings)
-    worker = Worker(stack_settings).start()
-    try:
-        reader.wait(3)
-        tasks = reader.drain(5)
-    finally:
-        worker.stop()
-        reader.close()
-    assert sorted(t["event_ids"][0] for t in tasks) == [f"new-{i}" for i in range(3)]
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

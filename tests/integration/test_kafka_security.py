@@ -22,9 +22,6 @@ pytestmark = pytest.mark.integration
 # Its own broker (PLAINTEXT port, controller port + 1, SASL_SSL port + 2), next to the suite's one.
 PORT = int(os.environ.get("BRIDGE_TEST_SECURE_PORT", "29400"))
 ROOT = Path(__file__).resolve().parents[2]
-# The worker is hosted by Faust until its removal lands; Faust's own aiokafka clients take no
-# security settings, so a worker cannot start against a SASL_SSL-only broker before then.
-FAUST_HOSTED_WORKER = "import faust" in (ROOT / "bridge" / "app.py").read_text() if (ROOT / "bridge" / "app.py").exists() else False
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +45,6 @@ def secure_settings(secure_broker: LocalKafka, unique: object) -> Settings:
                                          partitions=2, mode="dev")
 
 
-@pytest.mark.skipif(FAUST_HOSTED_WORKER, reason="the Faust-hosted worker's aiokafka clients are plaintext only")
 def test_pipeline_end_to_end_over_sasl_ssl(secure_settings: Settings, fake_partner: FakePartner) -> None:
     assert secure_settings.kafka_security_protocol == "SASL_SSL"
     with running_stack(stack_settings(secure_settings)) as stack:

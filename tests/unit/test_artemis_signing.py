@@ -312,7 +312,15 @@ def test_spec_vector_string_and_signature(name: str) -> None:
 def test_spec_vector_verifies(name: str) -> None:
     method, path, query, headers, body, _string, expected_signature = VECTORS[name]
     request = SignedRequest(method, path, query, {**headers, "x-ca-signature": expected_signature}, body)
+    if "x-ca-timestamp" not in headers:  # vector B: the minimal form, a legacy opt-in
+        assert _auth_error(request, nonces=NonceCache()).reason == "missing_timestamp"
+        assert _verify(request, nonces=NonceCache(), allows_unsigned_timestamp=_legacy) == Verified(KEY, 0)
+        return
     assert _verify(request, nonces=NonceCache()) == Verified(app_key=KEY, secret_index=0)
+
+
+def _legacy(app_key: str) -> bool:
+    return app_key == KEY
 
 
 def test_content_md5_matches_vector_c() -> None:
@@ -327,15 +335,65 @@ def test_content_md5_matches_vector_c() -> None:
     [
         pytest.param(java_sdk_request, id="java-sdk"),
         pytest.param(wuwx_request, id="php-wuwx-seconds"),
-        pytest.param(apu_request, id="minimal-apu"),
         pytest.param(acc_request, id="acc-python-md5-date"),
-        pytest.param(unlisted_python_request, id="python-unsigned-ts-nonce"),
         pytest.param(lambda: script_request("POST"), id="python-script"),
         pytest.param(lambda: script_request("DELETE"), id="python-script-delete"),
     ],
 )
 def test_client_family_is_accepted(request_factory: Callable[[], SignedRequest]) -> None:
     assert _verify(request_factory(), nonces=NonceCache()) == Verified(app_key=KEY, secret_index=0)
+
+
+@pytest.mark.parametrize(
+    ("request_factory", "missing"),
+    [
+        pytest.param(apu_request, "is missing", id="minimal-apu"),
+        pytest.param(unlisted_python_request, "is not signed", id="python-unsigned-ts-nonce"),
+    ],
+)
+def test_unsigned_timestamp_families_need_the_partners_opt_in(
+    request_factory: Callable[[], SignedRequest], missing: str
+) -> None:
+    error = _auth_error(request_factory(), nonces=NonceCache())
+    assert error.reason == "missing_timestamp"
+    assert f"x-ca-timestamp {missing}" in str(error) and "X-Ca-Signature-Headers" in str(error)
+    assert _verify(request_factory(), nonces=NonceCache(), allows_unsigned_timestamp=_legacy) == Verified(KEY, 0)
+    # The opt-in is per appKey: another key's answer does not open it.
+    assert _auth_error(request_factory(), allows_unsigned_timestamp=lambda key: False).reason == "missing_timestamp"
+
+
+def test_an_unsigned_timestamp_sent_under_the_opt_in_is_still_checked() -> None:
+    stale = _replace_header(unlisted_python_request(), "X-Ca-Timestamp", "1000")
+    assert _auth_error(stale, allows_unsigned_timestamp=_legacy).reason == "expired_timestamp"
+
+
+def test_signature_headers_without_the_timestamp_is_refused() -> None:
+    """The captured-request attack: signed without x-ca-timestamp, replayable for ever."""
+    text = f"POST\n*/*\napplication/json\nx-ca-key:{KEY}\n{SUBSCRIBE}"
+    request = SignedRequest("POST", SUBSCRIBE, [], {
+        "Accept": "*/*", "Content-Type": "application/json", "X-Ca-Key": KEY,
+        "X-Ca-Timestamp": str(T_MS), "X-Ca-Signature-Headers": "x-ca-key",
+        "X-Ca-Signature": ref_signature(SECRET, text)}, BODY)
+    assert _auth_error(request).reason == "missing_timestamp"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("x-ca-nonce", "n" * 129, "bad_nonce"),
+        ("x-ca-signature-headers", ",".join(f"x-ca-h{i}" for i in range(17)), "bad_signature_headers"),
+        ("x-ca-signature-headers", "x-ca-key," + "x" * 600, "bad_signature_headers"),
+    ],
+)
+def test_header_sizes_are_bounded(name: str, value: str, reason: str) -> None:
+    nonces = NonceCache()
+    assert _auth_error(_replace_header(java_sdk_request(), name, value), nonces=nonces).reason == reason
+    assert len(nonces) == 0
+
+
+def test_nonce_at_its_bound_is_accepted() -> None:
+    nonce = "n" * 128
+    assert _verify(java_sdk_request(nonce=nonce), nonces=NonceCache()).app_key == KEY
 
 
 @pytest.mark.parametrize(
@@ -484,7 +542,7 @@ def test_bad_signature_tampered_method() -> None:
         ("x-ca-timestamp", str(T_MS + 1)),
         ("Accept", "application/json"),
         ("Content-Type", "text/plain"),
-        ("x-ca-signature-headers", "x-ca-key"),
+        ("x-ca-signature-headers", "x-ca-key,x-ca-timestamp"),
     ],
 )
 def test_bad_signature_tampered_signed_header(name: str, value: str) -> None:
@@ -562,10 +620,12 @@ def test_nonce_accepted_again_after_window() -> None:
     assert _verify(java_sdk_request(), nonces=nonces, now=NOW + 61).app_key == KEY
 
 
-def test_unsigned_nonce_is_also_tracked() -> None:
+def test_unsigned_nonce_is_not_tracked() -> None:
+    """Anyone can change an unsigned nonce, so it neither protects nor fills the cache."""
     nonces = NonceCache()
-    assert _verify(unlisted_python_request(), nonces=nonces).app_key == KEY
-    assert _auth_error(unlisted_python_request(), nonces=nonces).reason == "replayed_nonce"
+    assert _verify(unlisted_python_request(), nonces=nonces, allows_unsigned_timestamp=_legacy).app_key == KEY
+    assert _verify(unlisted_python_request(), nonces=nonces, allows_unsigned_timestamp=_legacy).app_key == KEY
+    assert len(nonces) == 0
 
 
 def test_bad_signature_does_not_poison_nonce_cache() -> None:
@@ -598,6 +658,9 @@ def test_no_secret_in_any_message() -> None:
         (java_sdk_request(timestamp_ms=0), {}),
         (_replace_header(java_sdk_request(), "x-ca-timestamp", "x"), {}),
         (_replace_header(acc_request(), "Content-MD5", ref_md5(b"other")), {}),
+        (apu_request(), {}),
+        (_replace_header(java_sdk_request(), "x-ca-nonce", "n" * 200), {}),
+        (_replace_header(java_sdk_request(), "x-ca-signature-headers", "x" * 600), {}),
     ]
     reasons = {_auth_error(request, **kwargs).reason for request, kwargs in failing}
     assert reasons == set(REASONS) - {"disabled_partner", "replayed_nonce"}
@@ -616,6 +679,9 @@ def test_reasons_are_the_documented_codes() -> None:
         "replayed_nonce",
         "content_md5_mismatch",
         "missing_signature",
+        "missing_timestamp",
+        "bad_nonce",
+        "bad_signature_headers",
     )
 
 

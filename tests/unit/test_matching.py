@@ -666,7 +666,7 @@ def test_route_payload_files(name: str, statuses: list[int]) -> None:
         assert task.event_dest == s.event_dest
         assert task.event_ids == (record.event_id,)
         assert (task.event_type, task.status) == (record.event_type, record.status)
-        assert task.delivery_id == delivery_id(s.partner_id, s.event_dest, record)
+        assert task.delivery_id == delivery_id(s.partner_id, record)
         assert (task.created_at, task.ingest_ts) == (NOW, 123.0)
         assert (task.attempt, task.trigger, task.not_before) == (0, "live", 0.0)
         # The body is exactly what the platform sent (one event per file), key order included.
@@ -719,38 +719,36 @@ def test_route_without_matches_is_empty() -> None:
     assert route(linkage_event(status=4), [sub(sub_type=1)], {p.id: p}, DEFAULT_GLOBAL, NOW) == []
 
 
-# delivery_id: deterministic, and distinct for each (partner, dest, eventId, eventType, status).
+# delivery_id: deterministic, distinct for each (partner, eventId, eventType, status), and the same
+# whatever the destination (a partner that moves its endpoint keeps its ids).
 
 
 def _base_id() -> str:
-    return delivery_id("p-a", DEST_A, record_from_file("linkage_event_rule_status0_SYNTHETIC.json"))
+    return delivery_id("p-a", record_from_file("linkage_event_rule_status0_SYNTHETIC.json"))
 
 
 @pytest.mark.parametrize(
     ("make", "same"),
     [
         pytest.param(lambda: delivery_id(
-            "p-a", DEST_A, record_from_file("linkage_event_rule_status0_SYNTHETIC.json")),
+            "p-a", record_from_file("linkage_event_rule_status0_SYNTHETIC.json")),
             True, id="id-same-event-same-partner-dest"),
         pytest.param(lambda: delivery_id(
-            "p-a", DEST_A, records_from(payload_bytes("linkage_event_rule_status0_SYNTHETIC.json"),
+            "p-a", records_from(payload_bytes("linkage_event_rule_status0_SYNTHETIC.json"),
                                         now=NOW + 3600)[0]),
             True, id="id-independent-of-ingest-time-resend-replay"),
         pytest.param(lambda: delivery_id(
-            "p-a", DEST_A, record_from_file("linkage_event_rule_status4_update_SYNTHETIC.json")),
+            "p-a", record_from_file("linkage_event_rule_status4_update_SYNTHETIC.json")),
             False, id="id-differs-by-status-FAQ3-0-vs-4"),
         pytest.param(lambda: delivery_id(
-            "p-b", DEST_A, record_from_file("linkage_event_rule_status0_SYNTHETIC.json")),
+            "p-b", record_from_file("linkage_event_rule_status0_SYNTHETIC.json")),
             False, id="id-differs-by-partner"),
         pytest.param(lambda: delivery_id(
-            "p-a", DEST_B, record_from_file("linkage_event_rule_status0_SYNTHETIC.json")),
-            False, id="id-differs-by-dest"),
-        pytest.param(lambda: delivery_id(
-            "p-a", DEST_A, record_from_file("linkage_event_rule_status0_SYNTHETIC.json",
+            "p-a", record_from_file("linkage_event_rule_status0_SYNTHETIC.json",
                                             eventType=131589)),
             False, id="id-differs-by-eventType"),
         pytest.param(lambda: delivery_id(
-            "p-a", DEST_A, record_from_file("linkage_event_rule_status0_SYNTHETIC.json",
+            "p-a", record_from_file("linkage_event_rule_status0_SYNTHETIC.json",
                                             eventId="OTHER-ID")),
             False, id="id-differs-by-eventId"),
     ],
@@ -760,6 +758,15 @@ def test_delivery_id(make: Any, same: bool) -> None:
     other = make()
     assert len(base) == 32 and int(base, 16) >= 0
     assert (other == base) is same
+
+
+def test_delivery_id_is_the_same_after_the_partner_moves_its_endpoint() -> None:
+    record = record_from_file("linkage_event_rule_status0_SYNTHETIC.json")
+    p = partner()
+    (before,) = route(record, [sub(sub_type=2, dest=DEST_A)], {p.id: p}, WITH_4, NOW)
+    (after,) = route(record, [sub(sub_type=2, dest=DEST_B)], {p.id: p}, WITH_4, NOW)
+    assert (before.event_dest, after.event_dest) == (DEST_A, DEST_B)
+    assert before.delivery_id == after.delivery_id
 
 
 @pytest.mark.parametrize("name", PAYLOAD_FILES)

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from bridge.processor import Hung, RestartSession, TransactionalLoop, _bounded, transactional_id
+from bridge.events import TASK_HEADROOM
+from bridge.processor import REJECTED_PREFIX, Hung, Out, RestartSession, TransactionalLoop, _bounded, transactional_id
 from bridge.settings import Settings
 
 
@@ -70,6 +71,51 @@ def test_a_record_the_stage_fails_on_is_kept_on_the_rejected_topic() -> None:
     [out] = loop._process(_Message())
     assert out.topic == "t.events.rejected"
     kept = json.loads(out.value)
-    assert kept["error"] == {"field": "route", "message": "KeyError: 'linkageResult'"}
+    assert kept["error"] == {"field": "route", "reason": "exception", "message": "KeyError: 'linkageResult'"}
     assert kept["source"] == {"topic": "t.events", "partition": 3, "offset": 41}
     assert json.loads(kept["record"]) == {"eventId": "E-1"}
+
+
+class _Sized:
+    """Routes one source record to a small task, a task of ``size`` bytes and a state change."""
+
+    changelog = "t.correlation"
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def process(self, message: object) -> list[Out]:
+        return [Out("t.deliveries", b"p-small", b"x" * 100),
+                Out("t.deliveries", b"p-big", b"x" * self.size),
+                Out("t.correlation", b"E-1", b"{}", partition=3)]
+
+
+def test_an_output_over_the_record_limit_is_replaced_by_its_rejected_record() -> None:
+    import json
+
+    settings = Settings(topic_prefix="t.", max_record_bytes=100_000)
+    limit = settings.max_record_bytes - TASK_HEADROOM
+    at_limit = TransactionalLoop(settings, "route", "t.events", _Sized(limit - len(b"p-big")))  # type: ignore[arg-type]
+    assert [o.topic for o in at_limit._process(_Message())] == ["t.deliveries", "t.deliveries", "t.correlation"]
+
+    over = TransactionalLoop(settings, "route", "t.events", _Sized(limit - len(b"p-big") + 1))  # type: ignore[arg-type]
+    small, replaced, state = over._process(_Message())
+    assert (small.key, state.topic) == (b"p-small", "t.correlation")  # the rest of the record goes on
+    assert replaced.topic == "t.events.rejected"
+    kept = json.loads(replaced.value)
+    assert kept["error"]["reason"] == "record_too_large"
+    assert "t.deliveries" in kept["error"]["message"] and "p-big" in kept["error"]["message"]
+    assert kept["source"] == {"topic": "t.events", "partition": 3, "offset": 41}
+
+
+class _HugeMessage(_Message):
+    def value(self) -> bytes:
+        return b"\xff" + "\ud7ff".encode() * 400_000
+
+
+def test_a_rejected_record_stays_bounded_and_ascii_whatever_the_source() -> None:
+    loop = TransactionalLoop(Settings(topic_prefix="t."), "analytics", "t.events", _Broken())  # type: ignore[arg-type]
+    [out] = loop._process(_HugeMessage())
+    assert out.value is not None and out.value.isascii()
+    assert out.size() < 7 * REJECTED_PREFIX
+    assert b'"recordBytes": 1200001' in out.value

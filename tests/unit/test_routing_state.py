@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bridge.events import TICK_KEY, DeliveryTask
+from bridge.events import DeliveryTask
 from bridge.processor import Out, TransactionalLoop
 from bridge.registry import DeliveryPrefs, Partner, Subscription
 from bridge.routing import Router
@@ -154,12 +154,11 @@ def test_ttl_drops_state_with_a_tombstone() -> None:
     assert len(tasks(r.process(Message(raw_event(event_id="T-1").encode())))) == 1  # new again
 
 
-def test_revoked_partition_is_forgotten_and_ticks_are_skipped() -> None:
+def test_revoked_partition_is_forgotten() -> None:
     r = router(partner("p-a"))
     r.process(Message(raw_event(event_id="R-1").encode(), partition=1))
     r.revoke(1)
     assert 1 not in r.states and r.tick(10**12) == []
-    assert r.process(Message(b"{}", key=TICK_KEY)) == []
 
 
 def test_unreadable_record_is_kept_on_the_rejected_topic_by_the_loop() -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge import readback
+from bridge import readback, redrive
 from bridge.api.deps import AdminDep, ServicesDep
 from bridge.errors import InvalidInput
 from bridge.settings import KNOWN_STATUSES
@@ -128,9 +128,11 @@ async def partner_doctor(partner_id: str, svc: ServicesDep) -> dict[str, Any]:
 
 @router.get("/dlq")
 async def list_dead_letters(svc: ServicesDep, partner: str | None = None,
-                            since: float | None = None, limit: int = 100) -> dict[str, Any]:
-    """Dead letters, newest first (optionally one partner's, or since an epoch time)."""
-    letters = await asyncio.to_thread(readback.dead_letters, svc.settings, partner, since)
+                            since: float | None = None, state: str | None = None,
+                            limit: int = 100) -> dict[str, Any]:
+    """Dead letters, newest first (optionally one partner's, since an epoch time, or in a state:
+    ``dead`` or ``redriven``), each with its state and the letters its redrives became."""
+    letters = await asyncio.to_thread(readback.dead_letters, svc.settings, partner, since, None, state)
     letters.reverse()
     return {"count": len(letters), "deadLetters": letters[: max(1, min(limit, 1000))]}
 
@@ -139,13 +141,25 @@ class Redrive(BaseModel):
     model_config = ConfigDict(extra="forbid")
     partner: str | None = None
     since: float | None = None
+    #: ``current``: route each letter's event by the partner's subscription as it is now;
+    #: ``stored``: the URL the letter died at.
+    destination: Literal["current", "stored"] = "current"
+    #: Also letters an earlier redrive settled.
+    includeRedriven: bool = False
+    #: Only these letters (ids from ``GET /dlq``).
+    ids: list[str] | None = Field(default=None, max_length=10_000)
 
 
 @router.post("/dlq/redrive")
 async def redrive_dead_letters(req: Redrive, svc: ServicesDep) -> dict[str, Any]:
-    """Re-enqueue matching dead letters with their original delivery ids."""
-    letters = await asyncio.to_thread(readback.dead_letters, svc.settings, req.partner, req.since)
-    return {"redriven": await readback.redrive(svc.settings, svc.producer, letters)}
+    """Send dead letters again and settle them; counts per outcome and each letter's outcome."""
+    letters = await asyncio.to_thread(readback.dead_letters, svc.settings, req.partner, req.since,
+                                      None, None if req.includeRedriven else "dead")
+    if req.ids is not None:
+        wanted = set(req.ids)
+        letters = [letter for letter in letters if letter["id"] in wanted]
+    report = await redrive.run(svc.settings, svc.view, svc.producer, letters, req.destination)
+    return report.as_dict()
 
 
 @router.get("/breakers")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from bridge.api.problems import artemis_envelope
 from bridge.errors import AuthError
+from bridge.ingest import MAX_REJECTED_LISTED
 from bridge.settings import Settings
 
 INGEST_DOC = {
@@ -52,9 +53,11 @@ def build_router(settings: Settings) -> APIRouter:
                                          log_events=bool(svc.view.setting("recv_event_log", False)))
         if not result.rejected:
             return artemis_envelope(None)
+        listed = result.rejected[:MAX_REJECTED_LISTED]
+        more = "" if len(listed) == len(result.rejected) else f", the first {len(listed)} listed"
         return JSONResponse(artemis_envelope(
-            {"accepted": result.accepted, "rejected": result.rejected}, "0",
-            f"accepted {result.accepted} events; rejected {len(result.rejected)} invalid events "
-            "(kept in the rejected-events topic)"))
+            {"accepted": result.accepted, "rejected": listed, "rejectedCount": len(result.rejected)},
+            "0", f"accepted {result.accepted} events; rejected {len(result.rejected)} invalid events "
+            f"(kept in the rejected-events topic{more})"))
 
     return router

@@ -1,0 +1,1 @@
+"""The worker process: the supervisor that runs the stages (``worker.py``)."""

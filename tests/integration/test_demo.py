@@ -1,0 +1,71 @@
+"""The demo's live table counts this run's events only (a previous run's retries are not counted)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from confluent_kafka import Producer
+
+from bridge.delivery.records import encode_outcome, outcome
+from bridge.delivery.result import SendResult
+from bridge.demo import PARTNERS, LiveCounts, Receiver
+from bridge.events import DeliveryTask
+from bridge.kafka import client_config, ensure_topics
+from bridge.settings import Settings
+from bridge.topics import topic_table
+
+pytestmark = pytest.mark.integration
+
+
+def _task(event_id: str) -> DeliveryTask:
+    return DeliveryTask(delivery_id=f"d-{event_id}", partner_id="p-demo", event_dest="http://127.0.0.1:1/x",
+                        event_ids=(event_id,), event_type=196883, status=0,
+                        body={"method": "OnEventNotify", "params": {"events": [{"eventId": event_id}]}},
+                        created_at=time.time(), ingest_ts=time.time())
+
+
+def _write(producer: Producer, settings: Settings, event_id: str, result: str) -> None:
+    table = topic_table(settings)
+    task = _task(event_id)
+    producer.produce(table["deliveries"].name, key=b"p-demo", value=task.encode())
+    kind = SendResult.delivered(200, 0.01) if result == "delivered" else SendResult.dead("http_410", "gone")
+    value, headers = encode_outcome(outcome(replace(task, trigger="retry"), kind, result, time.time(), None))
+    producer.produce(table["outcomes"].name, key=b"p-demo", value=value, headers=headers)
+    assert producer.flush(10) == 0
+
+
+def test_live_counts_only_this_runs_events(kafka_settings: Settings) -> None:
+    settings = kafka_settings.model_copy(update={"partitions": 2})
+    ensure_topics(settings)
+    producer = Producer(client_config(settings))
+    _write(producer, settings, "old-1", "dead")  # a previous run's, before this run started
+    started = time.time()
+    sent = {"new-1", "new-2"}
+    counts = LiveCounts(settings, sent, started)
+    try:
+        _write(producer, settings, "old-2", "dead")  # a previous run's retry, finishing now
+        _write(producer, settings, "new-1", "delivered")
+        _write(producer, settings, "new-2", "dead")
+        deadline = time.monotonic() + 30
+        while counts.routed["p-demo"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        while sum(counts.results.values()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        counts.stop()
+    assert counts.routed == {"p-demo": 2}
+    assert counts.results == {("p-demo", "delivered"): 1, ("p-demo", "dead"): 1}
+
+
+async def test_receiver_counts_only_this_runs_events() -> None:
+    receiver = Receiver(sent={"new-1"})
+    healthy = next(p for p in PARTNERS if not p.down and not p.failure_rate)
+    async with TestClient(TestServer(receiver.app())) as client:
+        for event_id in ("old-1", "new-1", "old-2"):
+            answer = await client.post(healthy.path, json={"method": "OnEventNotify",
+                                                            "params": {"events": [{"eventId": event_id}]}})
+            assert answer.status == 200  # an earlier run's push is accepted, just not counted
+    assert receiver.received == {healthy.name: 1}
