@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ssl
 import time
 from collections.abc import Sequence
@@ -127,6 +128,11 @@ def classify_exception(exc: httpx.HTTPError, latency_s: float) -> SendResult:
 Client = aiohttp.ClientSession | httpx.AsyncClient
 
 
+@functools.lru_cache(maxsize=256)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
+
+
 class PartnerSender:
     """Posts prepared pushes with injected clients (one verifying TLS, one not)."""
 
@@ -179,7 +185,7 @@ class PartnerSender:
         started = time.perf_counter()
         try:
             async with session.post(push.url, data=push.content, headers=push.headers,
-                                    timeout=aiohttp.ClientTimeout(total=push.timeout_s),
+                                    timeout=_timeout(push.timeout_s),
                                     allow_redirects=False) as response:
                 read = 0
                 while read < MAX_RESPONSE_BYTES:

@@ -533,9 +533,13 @@ class DeliveryWorker:
 
 
 def _batch_key(task: DeliveryTask) -> tuple[Any, ...]:
-    """Tasks whose events can share one push: same destination, attempt and envelope."""
+    """Tasks whose events can share one push: same destination, attempt and envelope.
+
+    The envelope is compared without ``sendTime`` (each platform push has its own; a batch is a
+    push of ours, and carries its first event's).
+    """
     params = task.body.get("params") if isinstance(task.body, dict) else None
-    envelope = ({k: v for k, v in params.items() if k != "events"}
+    envelope = ({k: v for k, v in params.items() if k not in ("events", "sendTime")}
                 if isinstance(params, dict) and isinstance(params.get("events"), list) else None)
     return (task.event_dest, task.trigger, task.attempt, task.body.get("method"),
             json.dumps(envelope, sort_keys=True, default=str) if envelope is not None else None)

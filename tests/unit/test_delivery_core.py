@@ -1321,6 +1321,17 @@ class TestBatching:
         pending = _pending(_one("e0"), _one("e1", attempt=2))
         assert len(take_batch(pending, 50)) == 1
 
+    def test_other_send_times_share_a_push_other_abilities_do_not(self) -> None:
+        from bridge.delivery.worker import take_batch
+
+        def with_params(event_id: str, **params: Any) -> DeliveryTask:
+            task = _one(event_id)
+            return replace(task, body={**task.body, "params": {**task.body["params"], **params}})
+
+        pending = _pending(_one("e0"), with_params("e1", sendTime="2024-05-01T12:00:09.000+08:00"),
+                           with_params("e2", ability="event_acs"))
+        assert [t.event_ids for _, _, t, _ in take_batch(pending, 50)] == [("e0",), ("e1",)]
+
     def test_counts_events_not_tasks(self) -> None:
         from bridge.delivery.worker import merge_tasks, take_batch
 
