@@ -568,6 +568,9 @@ def save_profiles(logs: Path) -> None:
 
 
 BEFORE = Path(__file__).resolve().parent / "before-issue15.json"
+#: Written by hand (what the numbers mean, the levers' before/after, what is left): it names
+#: the run it refers to, so that a later run does not pass it off as its own.
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
 
 def before_note(res: dict[str, Any]) -> str:
@@ -641,6 +644,7 @@ def document(res: dict[str, Any], png_name: str | None) -> str:
               # What the numbers mean is written by hand (a generated explanation goes stale
               # as soon as the cause it names is fixed); the report gives tables, plots, profiles.
               "## Profiles of the worker and the api", "", profiles_section(),
+              *([ANALYSIS.read_text()] if ANALYSIS.exists() else []),
               "## How to run", "",
               "```",
               "make bench                         # = python -m bench --profile: every scenario, quick sizes (< 15 min)",
