@@ -53,7 +53,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	touch $@
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --profile
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,7 +11,7 @@ Sizes: ``--quick`` (the default) scales the issue's counts down so that the whol
 well over an hour here. The sizes used are printed at the start and written into the report.
 
 Options: ``--only s1,s4`` runs some scenarios (the report then goes to ``bench/out/benchmarks.md``
-unless ``--report`` says otherwise), ``--profile`` records the worker with py-spy (if installed)
+unless ``--report`` says otherwise), ``--profile`` (on in ``make bench``) records the worker and the api with py-spy (if installed)
 and refreshes ``bench/profiles/``, ``--budget S`` skips scenarios that would start after S seconds.
 """
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="scaled-down sizes, < 15 min (default)")
     size.add_argument("--full", action="store_true", help="the issue's sizes (100,000 events...; > 1 h here)")
     parser.add_argument("--only", help=f"comma list of {','.join(SCENARIOS)}")
-    parser.add_argument("--profile", action="store_true", help="py-spy the worker in s1-s3, refresh bench/profiles/")
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker and the api in s1-s3, refresh bench/profiles/")
     parser.add_argument("--budget", type=float, default=None,
                         help="skip scenarios starting after this many seconds (default 840 quick, none full)")
     parser.add_argument("--broker-port", type=int, default=DEFAULT_BROKER_PORT)

@@ -415,6 +415,13 @@ class BridgeStack:
         self.worker_starts += 1
         self.watch.add("bridge worker", self.worker.pid)
 
+    def stop_worker(self) -> None:
+        """SIGTERM: the worker drains and commits, as on a deploy."""
+        assert self.worker is not None
+        self.watch.finish("bridge worker")
+        self.worker.send_signal(signal.SIGTERM)
+        self.worker.wait(60)
+
     def kill_worker(self) -> None:
         assert self.worker is not None
         self.watch.finish("bridge worker")

@@ -1,6 +1,6 @@
 """Summaries of py-spy profiles (``py-spy record --format raw``) for the report.
 
-``python -m bench --profile`` records the delivery worker with py-spy during scenarios 1-3 (py-spy
+``python -m bench --profile`` records the delivery worker (and in 2 the api) with py-spy during scenarios 1-3 (py-spy
 is not a project dependency: ``pip install py-spy``); ``python -m bench.profile RAW`` prints the
 summary of one raw file. Committed summaries live in ``bench/profiles/`` and the report includes
 them.
@@ -17,21 +17,29 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 
 #: Where the worker's samples go, by the first matching frame (checked innermost first).
 COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("PartnerSender.send", "delivery: HTTP POST (httpx API over the aiohttp transport)"),
-    ("DeliveryTask.encode", "routing: DeliveryTask.encode (dataclasses.asdict + json)"),
+    ("PartnerSender", "delivery: HTTP POST to the partner (sender.py)"),
+    ("DeliveryTask.encode", "routing: DeliveryTask encoding (json)"),
+    ("encode_tasks", "routing: DeliveryTask encoding (json)"),
     ("DeliveryTask.decode", "delivery: DeliveryTask.decode"),
     ("encode_outcome", "delivery: outcome record encoding (Avro)"),
-    ("AsyncProducer", "delivery: outcome/retry writes (confluent-kafka producer + its poll thread)"),
+    ("AsyncProducer", "Kafka writes (confluent-kafka producer + its poll thread)"),
     ("TransactionalLoop", "routing and analytics loops (consume, transactions, commits)"),
     ("Router.process", "routing (matching, correlation, tasks)"),
     ("DeliveryWorker", "delivery loop (dispatch, settle, offsets, consumer calls)"),
     ("RegistryView._run", "registry view thread"),
-    ("_worker (concurrent/futures/thread.py", "delivery consumer thread (confluent-kafka consume)"),
+    ("bridge/ingest.py", "api: ingest (envelope checks, records)"),
+    ("bridge/api/", "api: bridge endpoints (signature, nonce, routing of requests)"),
+    ("bridge/nonces.py", "api: nonce store"),
+    ("_worker (concurrent/futures/thread.py", "consumer/executor threads (confluent-kafka calls)"),
     ("EpollSelector.select", "event loop waiting (select)"),
     # Stacks py-spy could not unwind up to a bridge frame:
-    ("_asdict_inner", "routing: DeliveryTask.encode (dataclasses.asdict + json)"),
-    ("aiohttp/", "delivery: HTTP POST (httpx API over the aiohttp transport)"),
-    ("httpx", "delivery: HTTP POST (httpx API over the aiohttp transport)"),
+    ("_asdict_inner", "routing: DeliveryTask encoding (json)"),
+    ("starlette/", "api: ASGI framework (starlette/FastAPI)"),
+    ("fastapi/", "api: ASGI framework (starlette/FastAPI)"),
+    ("uvicorn/", "api: HTTP server (uvicorn, h11/httptools)"),
+    ("pydantic", "api: validation (pydantic)"),
+    ("aiohttp/", "delivery: HTTP POST to the partner (sender.py)"),
+    ("httpx", "delivery: HTTP POST to the partner (sender.py)"),
     ("_read_ready", "event loop I/O callbacks"),
     ("Handle._run", "event loop callbacks (call_soon_threadsafe wake-ups, task steps)"),
 )
@@ -64,7 +72,7 @@ def summarize(raw: Path, top: int = 12) -> str:
     if not total:
         return "_(empty profile)_\n"
     lines = [f"{total:,} samples (py-spy, 50 Hz, all threads, idle excluded).", "",
-             "| share | where the worker's samples are (each stack counted once, under the first rule of `bench.profile.COMPONENTS` it matches) |", "|---:|---|"]
+             "| share | where the samples are (each stack counted once, under the first rule of `bench.profile.COMPONENTS` it matches) |", "|---:|---|"]
     for component, n in by_component.most_common():
         lines.append(f"| {100 * n / total:.1f} % | {component} |")
     lines += ["", "| self | hottest functions |", "|---:|---|"]

@@ -63,11 +63,10 @@ class Recorder:
             bucket = self.buckets[key] = Bucket(first=now)
         bucket.count += 1
         bucket.last = now
-        m = _SEQ.search(body)
-        if m is None:
+        seqs = [int(m.group(1)) for m in _SEQ.finditer(body)]  # a batched push carries several
+        if not seqs:
             bucket.no_seq += 1
-        else:
-            seq = int(m.group(1))
+        for seq in seqs:
             seen = bucket.seen
             if seq >= len(seen):
                 seen.extend(bytes(max(seq + 1 - len(seen), len(seen))))
@@ -77,8 +76,7 @@ class Recorder:
                     seen[seq] += 1
             else:
                 seen[seq] = 1
-        t = _TS.search(body)
-        if t is not None:
+        for t in _TS.finditer(body):
             bucket.latencies.append(now - float(t.group(1)))
             bucket.arrivals.append(now)
 

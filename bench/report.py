@@ -125,6 +125,76 @@ def goals(res: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _s2_ratio(res: dict[str, Any], rate: str, base: str) -> tuple[float | None, str]:
+    r = res["scenarios"].get("s2", {}).get("rates", {}).get(rate, {})
+    b, other = r.get("bridge"), r.get(base)
+    if not b or not other:
+        return None, DASH
+    value = div(b["p99_ms"], other["p99_ms"])
+    return value, f"{ms(b['p99_ms'])} vs {ms(other['p99_ms'])} ms = {x(value)}"
+
+
+def latency_goals(res: dict[str, Any]) -> list[tuple[str, float | None, str, float]]:
+    """(goal, measured ratio, how it reads, bound) for issue #15's goals; None where not measured."""
+    out: list[tuple[str, float | None, str, float]] = []
+    for rate in ("100", "500"):
+        for base, bound in (("naive", 1.0), ("limit", 3.0)):
+            value, text = _s2_ratio(res, rate, base)
+            out.append((f"s2 p99 at {rate}/s ≤ {bound:g}× the {'naive bridge' if base == 'naive' else 'raw pipeline'}'s",
+                        value, text, bound))
+    value, text = _s2_ratio(res, "2000", "limit")
+    out.append(("s2 p99 at 2,000/s ≤ 2× the raw pipeline's", value, text, 2.0))
+    sc = res["scenarios"]
+    s1 = sc.get("s1", {})
+    if "bridge" in s1:
+        r = s1["ratios"]["deliveries_bridge_over_http_limit"]
+        out.append(("s1 deliveries/s ≥ 0.5× the fastest raw client", r,
+                    f"{n(s1['bridge']['deliveries_per_s'])} vs {n(s1['limit_http']['rps'])}/s = {x(r)}", -0.5))
+        c = s1["bridge"].get("worker_cpu_ms_per_delivery")
+        out.append(("worker CPU per delivery ≤ 0.25 ms", c, f"{c or 0:.2f} ms", 0.25))
+        a = s1["bridge"].get("api_cpu_ms_per_event")
+        out.append(("api CPU per ingested event ≤ 0.1 ms", a, f"{a or 0:.2f} ms", 0.1))
+        bt = s1.get("batched")
+        if bt:
+            r = div(bt["events_per_s"], s1["limit_http"]["rps"])
+            out.append(("batching (maxBatch 50): events/s ≥ 3× the single-event raw limit", r,
+                        f"{n(bt['events_per_s'])} vs {n(s1['limit_http']['rps'])}/s = {x(r)}", -3.0))
+    s3 = sc.get("s3", {})
+    if "ratios" in s3:
+        key = next((k for k in s3["ratios"] if "limit" in k and "deliver" in k), None)
+        if key:
+            r = s3["ratios"][key]
+            out.append(("s3 fan-out to 1,000 partners ≥ 0.5× the limit", r, x(r), -0.5))
+    s4 = sc.get("s4", {})
+    for v in ("slow", "never"):
+        run = s4.get("runs", {}).get(v)
+        if run:
+            r = run["ratios"]["deliveries_bridge_over_naive"]
+            out.append((f"s4 isolation ({v}) ≥ 10× naive", r, x(r), -10.0))
+            r = run["ratios"]["bridge_p99_over_baseline"]
+            out.append((f"s4 healthy p99 with a {v} partner ≤ 2× without", r, x(r), 2.0))
+    s6 = sc.get("s6", {})
+    if "bridge" in s6:
+        lost = s6["bridge"]["lost"]
+        out.append(("s6 0 lost in the crash", float(lost), f"{n(lost)} lost", 0.0))
+    return out
+
+
+def goal_table(res: dict[str, Any], before: dict[str, Any] | None) -> str:
+    """Goal / before / after: ``before`` is the results of the run before the issue's changes."""
+    def met(value: float | None, bound: float) -> str:
+        if value is None:
+            return DASH
+        ok = value >= -bound if bound < 0 else value <= bound
+        return "**met**" if ok else "**not met**"
+
+    earlier = {g: text for g, _, text, _ in latency_goals(before)} if before else {}
+    rows = [[goal, earlier.get(goal, DASH), text, met(value, bound)]
+            for goal, value, text, bound in latency_goals(res)]
+    return table(["goal (issue #15; a benchmark figure, never a test assertion)", "before", "after", ""],
+                 rows, "lllc")
+
+
 def _pct(r: float | None) -> str:
     return DASH if r is None else f"{100 * r:.0f} %"
 
@@ -166,6 +236,14 @@ def section_s1(s: dict[str, Any]) -> str:
     out.append(table(["client", "req/s", "p50 ms", "p99 ms", "client CPU %", "receiver CPU %"],
                      [[k, n(v["rps_best"]), ms(v["p50_ms"]), ms(v["p99_ms"]), n(v["client_cpu_pct"]),
                        n(v["server_cpu_pct"])] for k, v in hl["clients"].items()]))
+    bt = s.get("batched")
+    if bt:
+        out.append(f"\n**(d) batching**: the same run with every partner on `maxBatch` {bt['max_batch']}: "
+                   f"{n(bt['events_delivered'])} events delivered in {n(bt['pushes'])} pushes "
+                   f"({bt['events_per_push'] or 0:.1f} events per push), **{n(bt['events_per_s'])} events/s** "
+                   f"({x(div(bt['events_per_s'], hl['rps']))} the raw client's single-event requests/s), "
+                   f"{n(bt['missing'])} missing, {n(bt['duplicates'])} duplicates; worker CPU "
+                   f"{bt['worker_cpu_ms_per_event'] or 0:.3f} ms per event delivered.\n")
     out.append(f"\nRaw Kafka: {n(kl['records'])} records of ~{n(kl['record_bytes'])} bytes; produce "
                f"{n(kl['produce_per_s'])}/s, consume {n(kl['consume_per_s'])}/s.\n")
     return "".join(out)
@@ -202,7 +280,50 @@ def section_s2(s: dict[str, Any]) -> str:
     out.append("\n" + ("; ".join(notes) + ". " if notes else "")
                + "Percentiles are over the events delivered; where some were not delivered in time the true "
                "percentiles are higher.\n")
+    out.append(hops_table(s))
     return "".join(out)
+
+
+HOP_LABELS = (("ingest_ack", "`/eventRcv` answered (client side, per push)"),
+              ("event_in_kafka", "event produced to `bridge.events` (ingest)"),
+              ("task_produced", "task produced to `bridge.deliveries` (routing, in its transaction)"),
+              ("task_committed", "task visible to `read_committed` readers (routing's commit)"),
+              ("post_start", "POST to the partner starts (delivery worker)"),
+              ("receipt", "partner receives it"))
+
+
+def hops_table(s: dict[str, Any]) -> str:
+    """Per-hop breakdown of the bridge's latency (bench/hops.py), one column pair per rate."""
+    rates = [(rate, r["bridge"]) for rate, r in s["rates"].items() if r.get("bridge", {}).get("hops")]
+    if not rates:
+        return ""
+    rows = []
+    for key, label in HOP_LABELS:
+        row = [label]
+        for _, b in rates:
+            if key == "ingest_ack":
+                row.append(f"{ms(b.get('ingest_p50_ms'))} / {ms(b.get('ingest_p99_ms'))}")
+                row.append("")
+            elif key == "receipt":
+                hop = div(b["p50_ms"], 1) if b.get("p50_ms") is not None else None
+                post = b["hops"].get("post_start", {}).get("p50_ms")
+                row.append(f"{ms(b['p50_ms'])} / {ms(b['p99_ms'])}")
+                row.append(ms(hop - post) if hop is not None and post is not None else DASH)
+            else:
+                h = b["hops"].get(key, {})
+                row.append(f"{ms(h.get('p50_ms'))} / {ms(h.get('p99_ms'))}")
+                row.append(f"{ms(h.get('hop_p50_ms'))} / {ms(h.get('hop_p99_ms'))}")
+        rows.append(row)
+    headers = ["mark (ms since the POST to `/eventRcv`)"]
+    for rate, b in rates:
+        headers += [f"{int(rate):,}/s: p50 / p99", "hop p50 / p99"]
+    n_events = ", ".join(f"{int(rate):,}/s: {n(b['hops'].get('events'))}" for rate, b in rates)
+    return ("\n**Where the milliseconds go** (bench/hops.py: a `read_committed` tap on the bridge's topics "
+            "with a 1 ms fetch wait stamps each event as it passes; record timestamps are the producers' "
+            "clocks, POST start is the outcome's `attempted_at - latency_ms`; same machine, one clock). "
+            "Each hop is the difference between consecutive marks of the same event; events with every "
+            f"mark: {n_events}.\n\n"
+            + table(headers, rows, "l" + "rr" * len(rates)))
 
 
 def section_s3(s: dict[str, Any]) -> str:
@@ -433,14 +554,30 @@ def profiles_section() -> str:
 def save_profiles(logs: Path) -> None:
     """Summaries of this run's py-spy files into bench/profiles/ (committed, included in the report)."""
     PROFILES.mkdir(exist_ok=True)
+    for stale in PROFILES.glob("*.md"):
+        stale.unlink()
     for raw in sorted(logs.glob("*/*.pyspy.txt")):
         name = raw.name.replace(".pyspy.txt", "")
+        role = "api" if name.endswith("-api") else "worker"
         when = dt.datetime.fromtimestamp(raw.stat().st_mtime).astimezone().strftime("%Y-%m-%d %H:%M %Z")
         body = summarize(raw)
         (PROFILES / f"{name}.md").write_text(
-            f"#### `{name}` — py-spy of the delivery worker during scenario {name[:2].lstrip('s')} ({when})\n\n"
+            f"#### `{name}` — py-spy of the {role} during scenario {name[:2].lstrip('s')} ({when})\n\n"
             f"Recorded with `python -m bench --only {name.split('-')[0]} --profile` "
-            f"(`py-spy record --format raw -r 50 --nonblocking --pid <worker>`).\n\n{body}\n")
+            f"(`py-spy record --format raw -r 50 --nonblocking --pid <{role}>`).\n\n{body}\n")
+
+
+BEFORE = Path(__file__).resolve().parent / "before-issue15.json"
+#: Written by hand (what the numbers mean, the levers' before/after, what is left): it names
+#: the run it refers to, so that a later run does not pass it off as its own.
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+
+
+def before_note(res: dict[str, Any]) -> str:
+    meta = res["before"].get("meta", {})
+    return (f"`{meta.get('command', 'python -m bench')}` on {meta.get('started', '?')} with the code before "
+            "issue #15's changes (commit 3874af8), same machine; its results are kept in "
+            "`bench/before-issue15.json`. Scenarios it did not run show a dash.")
 
 
 def document(res: dict[str, Any], png_name: str | None) -> str:
@@ -479,6 +616,10 @@ def document(res: dict[str, Any], png_name: str | None) -> str:
         "Artemis calls, pushes POSTed to `/eventRcv`, receivers in a separate process timing each receipt "
         "against the send time stamped into the event. Results as JSON: `bench/out/` (not committed).",
         "",
+        "## Goals of issue #15",
+        "",
+        ("Before: " + before_note(res) + "\n" if res.get("before") else ""),
+        goal_table(res, res.get("before")),
         "## Goals of issue #7",
         "",
         table(["goal (not a test assertion)", "measured", ""], goals(res), "llc"),
@@ -502,13 +643,14 @@ def document(res: dict[str, Any], png_name: str | None) -> str:
               "during the scenario (every 0.25 s).", "", rss_table(res),
               # What the numbers mean is written by hand (a generated explanation goes stale
               # as soon as the cause it names is fixed); the report gives tables, plots, profiles.
-              "## Profile of the worker", "", profiles_section(),
+              "## Profiles of the worker and the api", "", profiles_section(),
+              *([ANALYSIS.read_text()] if ANALYSIS.exists() else []),
               "## How to run", "",
               "```",
-              "make bench                         # = python -m bench: every scenario, quick sizes (< 15 min)",
+              "make bench                         # = python -m bench --profile: every scenario, quick sizes (< 15 min)",
               "python -m bench --full             # the issue's sizes (> 1 h on 2 cores)",
               "python -m bench --only s1,s4       # some scenarios (report to bench/out/benchmarks.md)",
-              "python -m bench --only s1 --profile  # + py-spy of the worker (pip install py-spy)",
+              "python -m bench --only s1 --profile  # + py-spy of the worker and the api (make bench does it)",
               "python -m bench.http_clients       # the raw HTTP client comparison alone",
               "python -m bench.report bench/out/latest.json out.md   # re-render a report",
               "```", "",
@@ -522,6 +664,8 @@ def write(res: dict[str, Any], target: Path) -> list[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     png = target.with_name(target.stem + "-latency.png")
     has_png = plot(res, png)
+    if "before" not in res and BEFORE.exists():
+        res = {**res, "before": json.loads(BEFORE.read_text())}
     target.write_text(document(res, png.name if has_png else None))
     return [target, png] if has_png else [target]
 

@@ -128,13 +128,18 @@ class Feed:
         return []
 
 
+#: The feed's transactions at most this often (it is read by dashboards, not waited for).
+ANALYTICS_INTERVAL_S = 0.25
+
+
 def stage(settings: Settings) -> Stage:
     """The analytics loop: bridge.events → bridge.analytics.events (Avro), exactly once."""
     feed = Feed(settings)
 
     async def run(worker: Worker) -> None:
         # Its own consumer group and transactions, like routing: a restart loses nothing.
-        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed),
+        await run_in_thread(TransactionalLoop(settings, "analytics", feed.source, feed,
+                                              batch=5000, min_interval_s=ANALYTICS_INTERVAL_S),
                             worker.stop, "analytics")
 
     return Stage("analytics", run)

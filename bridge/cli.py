@@ -285,6 +285,8 @@ def partner_set(
     picture_mode: Annotated[str | None, typer.Option(help="passthrough or attach.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Push timeout, seconds.")] = None,
     max_in_flight: Annotated[int | None, typer.Option(help="Pushes in flight at once.")] = None,
+    max_batch: Annotated[int | None, typer.Option(
+        help="Events one push may carry when several wait (1-50; 1 = one event per push).")] = None,
     ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
     signing: Annotated[bool | None, typer.Option("--signing/--no-signing")] = None,
     allow_unsigned_timestamp: Annotated[bool | None, typer.Option(
@@ -299,7 +301,8 @@ def partner_set(
                                    else [int(v) for v in push_statuses.split(",") if v.strip()])
     for key, value in (("linkageMode", linkage_mode), ("mergeWaitS", merge_wait),
                        ("pictureMode", picture_mode), ("timeoutS", timeout),
-                       ("maxInFlight", max_in_flight), ("ordered", ordered), ("signing", signing)):
+                       ("maxInFlight", max_in_flight), ("maxBatch", max_batch), ("ordered", ordered),
+                       ("signing", signing)):
         if value is not None:
             changes[key] = value
 

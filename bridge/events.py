@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+import orjson
+
 Trigger = Literal["live", "retry", "replay", "redrive"]
 
 #: Bytes a delivery task keeps free below ``max_record_bytes`` for what delivery adds to it when
@@ -35,6 +37,26 @@ def _dumps(value: Any) -> bytes:
     # allow_nan=False: a float the platform wrote as 1e400 decodes to inf, and "Infinity" is not
     # JSON a partner could parse; ingest refuses such an event instead (ValueError).
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def task_json(value: Any) -> bytes:
+    """JSON of what a delivery task carries, on the hot path (orjson: several times json's speed).
+
+    Only for values ingest already accepted (finite numbers, no lone surrogates, see
+    :func:`_dumps`): orjson would write NaN as null instead of refusing it. What orjson cannot
+    write (an integer beyond 64 bits) goes through json, so every accepted event still carries.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _dumps(value)
+
+
+def task_loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # integers beyond 64 bits: json reads them
+        return json.loads(data)
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,7 @@ class EventRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> EventRecord:
-        return cls(**json.loads(data))
+        return cls(**task_loads(data))
 
 
 @dataclass(frozen=True)
@@ -89,16 +111,35 @@ class DeliveryTask:
     ingest_ts: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def encode(self) -> bytes:
+    def encode(self, body_json: bytes | None = None) -> bytes:
+        """``body_json``: the body already written (routing writes one event's body once for
+        all the partners it goes to)."""
         # Not dataclasses.asdict: it deep-copies the push body, 7x the cost of this (measured in
         # bench/: 117 us against 17 us per task), and the bytes are the same.
-        return _dumps({f.name: getattr(self, f.name) for f in fields(self)})
+        head = task_json({name: getattr(self, name) for name in _TASK_FIELDS})
+        return b"".join((head[:-1], b',"body":', body_json or task_json(self.body), b"}"))
 
     @classmethod
     def decode(cls, data: bytes) -> DeliveryTask:
-        raw = json.loads(data)
+        raw = task_loads(data)
         raw["event_ids"] = tuple(raw["event_ids"])
         return cls(**raw)
+
+
+def encode_tasks(tasks: list[DeliveryTask]) -> list[bytes]:
+    """Each task's record; a body shared by several tasks (one event, several partners) is
+    written once."""
+    bodies: dict[int, bytes] = {}
+    out = []
+    for task in tasks:
+        body = bodies.get(id(task.body))
+        if body is None:
+            body = bodies[id(task.body)] = task_json(task.body)
+        out.append(task.encode(body))
+    return out
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(DeliveryTask) if f.name != "body")
 
 
 def delivery_id(partner_id: str, record: EventRecord) -> str:

@@ -72,7 +72,12 @@ def push_body(record: EventRecord) -> dict[str, object]:
 
 def route(record: EventRecord, subs: Collection[Subscription], partners: Mapping[str, Partner],
           global_statuses: Collection[int], now: float) -> list[DeliveryTask]:
-    """One task per matching subscription."""
+    """One task per matching subscription; they share one push body (never mutated: a task
+    that needs another body gets a copy, see ``correlation``)."""
+    subs = matching(record, subs, partners, global_statuses)
+    if not subs:
+        return []
+    body = push_body(record)
     return [
         DeliveryTask(
             delivery_id=delivery_id(sub.partner_id, record),
@@ -81,9 +86,9 @@ def route(record: EventRecord, subs: Collection[Subscription], partners: Mapping
             event_ids=(record.event_id,),
             event_type=record.event_type,
             status=record.status,
-            body=push_body(record),
+            body=body,
             created_at=now,
             ingest_ts=record.ingest_ts,
         )
-        for sub in matching(record, subs, partners, global_statuses)
+        for sub in subs
     ]

@@ -80,6 +80,9 @@ def _event_types(value: Any) -> tuple[int, ...] | None:
     return tuple(sorted(set(value)))
 
 
+#: Events per push at most: the platform's own limit for one OnEventNotify.
+MAX_BATCH = 50
+
 _PREF_FIELDS = {
     "timeoutS": ("timeout_s", (int, float)),
     "maxInFlight": ("max_in_flight", int),
@@ -90,6 +93,7 @@ _PREF_FIELDS = {
     "signing": ("signing", bool),
     "ordered": ("ordered", bool),
     "verifyTls": ("verify_tls", bool),
+    "maxBatch": ("max_batch", int),
 }
 
 
@@ -120,6 +124,9 @@ def delivery_prefs(base: DeliveryPrefs, changes: dict[str, Any]) -> DeliveryPref
         raise InvalidInput("delivery.timeoutS must be in (0, 120]", "delivery.timeoutS")
     if not 1 <= int(updates.get("max_in_flight", 1)) <= 1000:
         raise InvalidInput("delivery.maxInFlight must be in [1, 1000]", "delivery.maxInFlight")
+    if not 1 <= int(updates.get("max_batch", 1)) <= MAX_BATCH:
+        raise InvalidInput(f"delivery.maxBatch must be in [1, {MAX_BATCH}] (events per push)",
+                           "delivery.maxBatch")
     return replace(base, **updates)
 
 

@@ -70,6 +70,9 @@ class DeliveryPrefs:
     ordered: bool = False
     #: TLS verification of https destinations; off only by this explicit setting.
     verify_tls: bool = True
+    #: Events one push may carry when several wait for this partner (1: one event per push, as
+    #: the platform pushes; at most 50, the platform's own limit per push). Never waited for.
+    max_batch: int = 1
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from bridge import correlation, schemas
 from bridge.errors import TopicError
-from bridge.events import TASK_HEADROOM, DeliveryTask, EventRecord
+from bridge.events import TASK_HEADROOM, DeliveryTask, EventRecord, encode_tasks
 from bridge.matching import route
 from bridge.processor import Out, TransactionalLoop, run_in_thread
 from bridge.registry import RegistryView
@@ -158,7 +158,8 @@ class Router:
 
     def _tasks(self, tasks: list[DeliveryTask]) -> list[Out]:
         TASKS.inc(len(tasks))
-        return [Out(self.deliveries, t.partner_id.encode(), t.encode()) for t in tasks]
+        return [Out(self.deliveries, t.partner_id.encode(), data)
+                for t, data in zip(tasks, encode_tasks(tasks))]
 
     def _put(self, partition: int, state: dict[str, Any]) -> Out:
         states = self.states.setdefault(partition, OrderedDict())

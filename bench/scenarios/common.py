@@ -74,10 +74,11 @@ def start_bridge(ctx: Context, logs: Path, watch: ProcWatch, rx: Receiver, name:
     return stack, info
 
 
-def bridge_profile(ctx: Context, stack: BridgeStack, logs: Path, seconds: float) -> Any:
-    """py-spy on the worker for ``seconds`` (only with --profile); returns the process or None."""
+def bridge_profile(ctx: Context, stack: BridgeStack, logs: Path, seconds: float,
+                   label: str | None = None) -> list[Any]:
+    """py-spy on the worker and the api for ``seconds`` (only with --profile); the py-spy processes."""
     if not ctx.profile or stack.worker is None:
-        return None
+        return []
     import shutil
     import subprocess
     import sys
@@ -85,12 +86,17 @@ def bridge_profile(ctx: Context, stack: BridgeStack, logs: Path, seconds: float)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         log("  py-spy not installed: no profile")
-        return None
-    out = logs / f"{stack.name}-worker.pyspy.txt"
-    log(f"  profiling the worker with py-spy for {seconds:.0f} s -> {out}")
-    return subprocess.Popen([spy, "record", "--format", "raw", "-o", str(out), "-d", str(int(seconds)),
-                             "-r", "50", "--nonblocking", "--pid", str(stack.worker.pid)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return []
+    spies = []
+    for role, proc in (("worker", stack.worker), ("api", stack.api)):
+        if proc is None:
+            continue
+        out = logs / f"{label or stack.name}-{role}.pyspy.txt"
+        log(f"  profiling the {role} with py-spy for {seconds:.0f} s -> {out}")
+        spies.append(subprocess.Popen([spy, "record", "--format", "raw", "-o", str(out), "-d", str(max(1, int(seconds))),
+                                       "-r", "50", "--nonblocking", "--pid", str(proc.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
 
 
 def naive_run(ctx: Context, logs: Path, watch: ProcWatch, rx: Receiver, group: str,

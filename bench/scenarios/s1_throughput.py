@@ -54,7 +54,7 @@ def run(ctx: Context, events: int, partners: int = 10, naive_seconds: float = 20
         stack, info = start_bridge(ctx, logs, watch, rx, "s1", dests, ACS_TYPES)
         try:
             worker0, api0 = watch.cpu("bridge worker"), watch.cpu("bridge api")
-            spy = bridge_profile(ctx, stack, logs, 25)
+            spies = bridge_profile(ctx, stack, logs, 25)
             t0 = time.time()
             log(f"  (c) bridge: POST {len(pushes):,} pushes ({events:,} events) to /eventRcv")
             sent = asyncio.run(post_pushes(stack.base + stack.settings.ingest_path, pushes,
@@ -66,7 +66,7 @@ def run(ctx: Context, events: int, partners: int = 10, naive_seconds: float = 20
                                         idle=30, label="deliveries")
             stats = rx.stats("s1-bridge/", expect=events, partners=partners, quantiles=200)["all"]
             worker_cpu = watch.cpu("bridge worker") - worker0
-            if spy is not None:
+            for spy in spies:
                 spy.wait(60)
         finally:
             stack.stop()
@@ -85,10 +85,57 @@ def run(ctx: Context, events: int, partners: int = 10, naive_seconds: float = 20
         b = out["bridge"]
         log(f"      bridge: {b['deliveries']:,}/{deliveries:,} deliveries, {b['deliveries_per_s'] or 0:,.0f}/s; "
             f"worker CPU {worker_cpu:.1f} s ({b['worker_cpu_ms_per_delivery'] or 0:.2f} ms/delivery)")
+        out["batched"] = _batched(ctx, logs, watch, rx, pushes, partners, ingest_concurrency)
     out["rss"] = watch.report()
     out["ratios"] = {
+        "batched_events_over_http_limit": ratio((out["batched"] or {}).get("events_per_s"),
+                                                out["limit_http"]["rps"]),
         "deliveries_bridge_over_http_limit": ratio(b["deliveries_per_s"], out["limit_http"]["rps"]),
         "deliveries_bridge_over_naive": ratio(b["deliveries_per_s"], naive["deliveries_per_s"]),
         "ingest_bridge_over_kafka_produce": ratio(b["ingest_events_per_s"], out["limit_kafka"]["produce_per_s"]),
     }
+    return out
+
+
+def _batched(ctx: Context, logs: Any, watch: Any, rx: Any, pushes: Any, partners: int,
+             ingest_concurrency: int, max_batch: int = 50) -> dict[str, Any] | None:
+    """(d) the same events with every partner on ``maxBatch`` 50: events delivered/s and pushes/s.
+
+    The worker is stopped while the pushes are ingested and started again after, so that the
+    tasks wait for the partners' slots and full batches form: the rate of a partner's backlog
+    draining with 50 events per push (measured from the first receipt to the last).
+    """
+    events = sum(p.events for p in pushes)
+    dests = [(f"s1b-p{i}", rx.url("s1-batched", f"p{i}")) for i in range(partners)]
+    stack, info = start_bridge(ctx, logs, watch, rx, "s1b", dests, ACS_TYPES, delivery={"maxBatch": max_batch})
+    try:
+        stack.stop_worker()
+        log(f"  (d) bridge, maxBatch {max_batch}: POST {len(pushes):,} pushes ({events:,} events) to /eventRcv "
+            "with the worker stopped, then start it")
+        asyncio.run(post_pushes(stack.base + stack.settings.ingest_path, pushes, ingest_concurrency, label="ingest"))
+        rx.reset("s1-batched/")  # the warm-up's receipts
+        stack.start_worker()
+        worker0 = watch.cpu("bridge worker")
+        rx.wait_count("s1-batched/", 1, timeout=60, idle=30)
+        deadline = time.monotonic() + max(90.0, events * partners / 500)
+        while time.monotonic() < deadline:
+            stats = rx.stats("s1-batched/", expect=events, partners=partners)["all"]
+            if not stats["missing"]:
+                break
+            time.sleep(1.0)
+        stats = rx.stats("s1-batched/", expect=events, partners=partners)["all"]
+        worker_cpu = watch.cpu("bridge worker") - worker0
+    finally:
+        stack.stop()
+    seconds = stats["last"] - stats["first"] if stats["last"] and stats["last"] > stats["first"] else None
+    delivered = events * partners - (stats["missing"] or 0)
+    out = {**info, "max_batch": max_batch, "events_delivered": delivered, "pushes": stats["received"],
+           "missing": stats["missing"], "duplicates": stats["duplicates"], "seconds": seconds,
+           "events_per_s": delivered / seconds if seconds else None,
+           "pushes_per_s": stats["received"] / seconds if seconds else None,
+           "events_per_push": delivered / stats["received"] if stats["received"] else None,
+           "worker_cpu_s": worker_cpu,
+           "worker_cpu_ms_per_event": worker_cpu / delivered * 1e3 if delivered else None}
+    log(f"      batched: {delivered:,} events in {stats['received']:,} pushes, "
+        f"{out['events_per_s'] or 0:,.0f} events/s, missing {stats['missing']:,}")
     return out

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.harness import ACS_TYPES, build_pushes, log, post_pushes, scenario_env
+from bench.hops import HopTap
 from bench.limits import raw_pipeline
 from bench.scenarios.common import Context, bridge_profile, naive_run, ratio, start_bridge
 
@@ -71,13 +72,19 @@ def run(ctx: Context, rates: Sequence[int] = (100, 500, 2000), seconds: Sequence
         dests = [(f"s2-p{i}", rx.url("s2-bridge", f"p{i}")) for i in range(partners)]
         stack, info = start_bridge(ctx, logs, watch, rx, "s2", dests, ACS_TYPES)
         out["bridge_setup"] = info
+        from bridge.topics import topic_table
+
+        table = topic_table(stack.settings)
+        tap = HopTap(ctx.bootstrap, {k: table[k].name for k in ("events", "deliveries", "outcomes")}).start()
         try:
             for rate in rates:
                 pushes = workloads[rate]
                 res = out["rates"][str(rate)]
                 events = res["events"]
                 log(f"  (c) bridge at {rate:,} events/s for {events / rate:.0f} s")
-                spy = bridge_profile(ctx, stack, logs, events / rate) if rate == rates[0] else None
+                spies = (bridge_profile(ctx, stack, logs, events / rate, f"s2-{rate}") if rate in (rates[0], rates[1])
+                         else [])
+                tap.reset()
                 worker0, api0, t_start = watch.cpu("bridge worker"), watch.cpu("bridge api"), time.monotonic()
                 sent = asyncio.run(post_pushes(stack.base + stack.settings.ingest_path, pushes,
                                                concurrency=64, rate=rate, label="ingest"))
@@ -97,8 +104,9 @@ def run(ctx: Context, rates: Sequence[int] = (100, 500, 2000), seconds: Sequence
                     worker_cpu_s=worker_cpu, api_cpu_s=api_cpu, window_s=window,
                     worker_cpu_pct=100 * worker_cpu / window, api_cpu_pct=100 * api_cpu / window,
                 )
-                if spy is not None:
+                for spy in spies:
                     spy.wait(60)
+                res["bridge"]["hops"] = tap.summary()
                 b = res["bridge"]
                 log(f"      p50 {b['p50_ms']} ms, p95 {b['p95_ms']} ms, p99 {b['p99_ms']} ms, missing {b['missing']:,}; "
                     f"/eventRcv answer p50 {b['ingest_p50_ms']:.1f} ms")
@@ -106,6 +114,7 @@ def run(ctx: Context, rates: Sequence[int] = (100, 500, 2000), seconds: Sequence
                                  for base in ("limit", "naive") for k in ("p50_ms", "p99_ms")}
                 rx.reset("s2-bridge/")
         finally:
+            tap.stop()
             stack.stop()
     out["rss"] = watch.report()
     return out

@@ -52,7 +52,7 @@ def run(ctx: Context, events: int, partners: int = 1000, naive_seconds: float = 
         stack, info = start_bridge(ctx, logs, watch, rx, "s3", dests, [EVENT_TYPE], partner_concurrency=16)
         try:
             worker0 = watch.cpu("bridge worker")
-            spy = bridge_profile(ctx, stack, logs, 20)
+            spies = bridge_profile(ctx, stack, logs, 20)
             t0 = time.time()
             log(f"  (c) bridge: POST {events} events to /eventRcv")
             sent = asyncio.run(post_pushes(stack.base + stack.settings.ingest_path, pushes, 8))
@@ -60,7 +60,7 @@ def run(ctx: Context, events: int, partners: int = 1000, naive_seconds: float = 
                                         label="deliveries")
             stats = rx.stats("s3-bridge/", expect=events, partners=partners, quantiles=200)["all"]
             worker_cpu = watch.cpu("bridge worker") - worker0
-            if spy is not None:
+            for spy in spies:
                 spy.wait(60)
         finally:
             stack.stop()

@@ -1,13 +1,17 @@
 """prepare → post → classify: one push to one partner, returned as a :class:`SendResult`.
 
-The one place where httpx exceptions become failure classes (style rule 3); nothing here raises
-for a partner's failure.
+The one place where HTTP client exceptions become failure classes (style rule 3); nothing here
+raises for a partner's failure. Partner pushes go through aiohttp's own client (measured in
+bench/http_clients.py: several times the POST/s of httpx's API over the same transport, at a
+fraction of the CPU); an injected ``httpx.AsyncClient`` is served too, through the same
+classification, for callers that hold one (tests with ``httpx.MockTransport``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
-import json
+import functools
 import ssl
 import time
 from collections.abc import Sequence
@@ -21,7 +25,7 @@ from httpx_aiohttp import AiohttpTransport
 from bridge import __version__
 from bridge.delivery import signing
 from bridge.delivery.result import SendResult
-from bridge.events import DeliveryTask
+from bridge.events import DeliveryTask, task_json
 from bridge.urlpolicy import UrlPolicy, UrlVerdict, check_resolved
 
 DELIVERY_ID_HEADER = "X-Bridge-Delivery-Id"
@@ -42,7 +46,7 @@ class PreparedPush:
 def prepare(task: DeliveryTask, timeout_s: float, signing_secrets: Sequence[str] = (),
             now: float | None = None) -> PreparedPush:
     """The exact request: the platform's push body, plus our delivery id (and signatures if on)."""
-    content = json.dumps(task.body, ensure_ascii=False, separators=(",", ":")).encode()
+    content = task_json(task.body)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"event-bridge/{__version__}",
@@ -79,6 +83,32 @@ def classify_response(status: int, retry_after: str | None, latency_s: float) ->
                             _retry_after(retry_after) if status in (429, 503) else None)
 
 
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
+def classify_aiohttp_exception(exc: BaseException, latency_s: float) -> SendResult:
+    """aiohttp's (and asyncio's) failures mapped onto the same classes as httpx's."""
+    # The most specific class first: ConnectionTimeoutError ⊂ ServerTimeoutError ⊂ ClientConnectionError.
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return SendResult.retry("timeout", f"no answer in time ({type(exc).__name__})", latency_s)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return SendResult.retry("tls", f"TLS handshake failed: {_tls_cause(exc) or exc}", latency_s)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        tls = _tls_cause(exc)
+        if tls is not None:
+            return SendResult.retry("tls", f"TLS handshake failed: {tls}", latency_s)
+        return SendResult.retry("connect_error", f"connection failed: {exc}", latency_s)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                        aiohttp.ClientPayloadError, aiohttp.ClientResponseError,
+                        aiohttp.ClientConnectionError)):
+        return SendResult.retry("connection_reset", f"connection broken: {exc}", latency_s)
+    return SendResult.retry("transport_error", f"{type(exc).__name__}: {exc}", latency_s)
+
+
 def classify_exception(exc: httpx.HTTPError, latency_s: float) -> SendResult:
     # The most specific class first: httpx's exceptions form a tree (TimeoutException ⊂ TransportError).
     if isinstance(exc, httpx.TimeoutException):
@@ -95,10 +125,18 @@ def classify_exception(exc: httpx.HTTPError, latency_s: float) -> SendResult:
     return SendResult.retry("transport_error", f"{type(exc).__name__}: {exc}", latency_s)
 
 
-class PartnerSender:
-    """Posts prepared pushes with injected httpx clients (one verifying TLS, one not)."""
+Client = aiohttp.ClientSession | httpx.AsyncClient
 
-    def __init__(self, client: httpx.AsyncClient, insecure_client: httpx.AsyncClient | None,
+
+@functools.lru_cache(maxsize=256)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
+
+
+class PartnerSender:
+    """Posts prepared pushes with injected clients (one verifying TLS, one not)."""
+
+    def __init__(self, client: Client, insecure_client: Client | None,
                  policy: UrlPolicy) -> None:
         self.client = client
         self.insecure_client = insecure_client or client
@@ -123,6 +161,8 @@ class PartnerSender:
                 return SendResult.dead("url_policy", f"destination refused: {verdict.message}")
             return SendResult.retry("dns", f"cannot resolve destination: {verdict.message}", 0.0)
         client = self.client if verify_tls else self.insecure_client
+        if isinstance(client, aiohttp.ClientSession):
+            return await self._send_aiohttp(client, push)
         started = time.perf_counter()
         try:
             async with client.stream("POST", push.url, content=push.content, headers=push.headers,
@@ -139,6 +179,27 @@ class PartnerSender:
                                          time.perf_counter() - started)
         except httpx.HTTPError as exc:
             return classify_exception(exc, time.perf_counter() - started)
+
+    @staticmethod
+    async def _send_aiohttp(session: aiohttp.ClientSession, push: PreparedPush) -> SendResult:
+        started = time.perf_counter()
+        try:
+            async with session.post(push.url, data=push.content, headers=push.headers,
+                                    timeout=_timeout(push.timeout_s),
+                                    allow_redirects=False) as response:
+                read = 0
+                while read < MAX_RESPONSE_BYTES:
+                    chunk = await response.content.read(MAX_RESPONSE_BYTES - read)
+                    if not chunk:
+                        break
+                    read += len(chunk)
+                return classify_response(response.status, response.headers.get("retry-after"),
+                                         time.perf_counter() - started)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return classify_aiohttp_exception(exc, time.perf_counter() - started)
+        except UnicodeDecodeError as exc:  # a header aiohttp cannot decode
+            return SendResult.retry("transport_error", f"{type(exc).__name__}: {exc}",
+                                    time.perf_counter() - started)
 
 
 class DeliveryTransport(AiohttpTransport):
@@ -167,14 +228,27 @@ class DeliveryTransport(AiohttpTransport):
             raise
 
 
-def build_clients(ca_bundle: str | None, limit: int = 1024) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
-    """The pooled keep-alive clients: TLS-verifying, and one for partners that turned it off.
+def build_clients(ca_bundle: str | None, limit: int = 1024) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+    """The pooled keep-alive sessions: TLS-verifying, and one for partners that turned it off.
 
-    The connection limit is global; per-partner limits are the worker's in-flight slots.
+    The connection limit is global; per-partner limits are the worker's in-flight slots. Call
+    from within the event loop that will use them; close both with ``close()``.
     """
-    limits = httpx.Limits(max_connections=limit, keepalive_expiry=30.0)
-    verify: Any = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-    return (httpx.AsyncClient(transport=DeliveryTransport(verify=verify, limits=limits),
-                              follow_redirects=False),
-            httpx.AsyncClient(transport=DeliveryTransport(verify=False, limits=limits),
-                              follow_redirects=False))
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+
+    def session(tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=30.0,
+                                         ssl=tls, ttl_dns_cache=int(POLICY_TTL_S))
+        # No cookie jar: a partner's Set-Cookie must not follow into other pushes.
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                     auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
+
+    return session(verify), session(False)
+
+
+async def close_clients(*clients: Client) -> None:
+    for client in clients:
+        if isinstance(client, aiohttp.ClientSession):
+            await client.close()
+        else:
+            await client.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.delivery.sender import PartnerSender, build_clients
+from bridge.delivery.sender import PartnerSender, build_clients, close_clients
 from bridge.delivery.worker import DeliveryWorker
 from bridge.errors import ConfigError
 from bridge.partners import SecretBox
@@ -30,7 +30,6 @@ def stage(settings: Settings) -> Stage:
             # the worker flushes after every stage has drained.
             await DeliveryWorker(settings, view, sender, worker.producer, secrets_for).run(worker.stop)
         finally:
-            await client.aclose()
-            await insecure.aclose()
+            await close_clients(client, insecure)
 
     return Stage("delivery", run)

@@ -14,12 +14,13 @@ holds a partition for others; an ``ordered`` partner gets one task in flight and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -66,6 +67,8 @@ class PartnerSlots:
     sem: asyncio.Semaphore
     waiting: int = 0
     drain: DrainRate = field(default_factory=DrainRate)
+    #: Tasks waiting for a slot of a partner that takes several events per push (maxBatch > 1).
+    pending: deque[tuple[tuple[str, int], int, DeliveryTask, str]] = field(default_factory=deque)
     #: The ordered partner's tasks; None in it tells its loop that the worker is stopping.
     ordered_queue: asyncio.Queue[tuple[tuple[str, int], int, DeliveryTask] | None] | None = None
 
@@ -351,7 +354,41 @@ class DeliveryWorker:
             self._spawn(self._spill(key, offset, task))
             return
         self.sending.add(known)
+        if partner.delivery.max_batch > 1:
+            slots.pending.append((key, offset, task, known))
+            self._spawn(self._deliver_batch(partner, slots))
+            return
         self._spawn(self._deliver(key, offset, task, partner, slots, known))
+
+    async def _deliver_batch(self, partner: Partner, slots: PartnerSlots) -> None:
+        """Take a slot, then push what waits for this partner (up to maxBatch events) as one.
+
+        One coroutine per task; whoever gets a slot first takes every compatible task waiting,
+        so the ones whose task went with it find nothing and return. Nothing waits to fill a
+        batch: an idle partner's task goes alone at once.
+        """
+        slots.waiting += 1
+        try:
+            await slots.sem.acquire()
+        finally:
+            slots.waiting -= 1
+        members: list[tuple[tuple[str, int], int, DeliveryTask, str]] = []
+        try:
+            members = take_batch(slots.pending, partner.delivery.max_batch)
+            if not members:
+                return
+            push = members[0][2] if len(members) == 1 else merge_tasks([m[2] for m in members])
+            result = await self._attempt_safely(push, partner)
+        finally:
+            slots.sem.release()
+        try:
+            slots.drain.record(time.time())
+            key, offset = members[0][0], members[0][1]
+            await self._finish(key, offset, push, result,
+                               also=[(k, o, t) for k, o, t, _ in members[1:]])
+        finally:
+            for *_, known in members:
+                self.sending.discard(known)
 
     async def _deliver(self, key: tuple[str, int], offset: int, task: DeliveryTask,
                        partner: Partner, slots: PartnerSlots, known: str) -> None:
@@ -446,14 +483,21 @@ class DeliveryWorker:
         await self._produce([(self.outcomes_topic, task.partner_id.encode(), value, headers)])
 
     async def _finish(self, key: tuple[str, int], offset: int, task: DeliveryTask,
-                      result: SendResult, dead_reason: str | None = None) -> None:
-        """Act on the result (done / next tier / dead letter), record it, then settle."""
+                      result: SendResult, dead_reason: str | None = None,
+                      also: Sequence[tuple[tuple[str, int], int, DeliveryTask]] = ()) -> None:
+        """Act on the result (done / next tier / dead letter), record it, then settle.
+
+        ``also``: the other tasks a batched push carried (``task`` is then their merge); they
+        settle with it, and the merged task is what retries or is dead-lettered.
+        """
         now = time.time()
         records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
         pkey = task.partner_id.encode()
         if result.kind == "delivered":
             kind, next_at = "delivered", None
             self.delivered.add(task_key(task), now)
+            for _, _, member in also:
+                self.delivered.add(task_key(member), now)
             if task.ingest_ts:
                 E2E.observe(max(0.0, now - task.ingest_ts))
         else:
@@ -478,9 +522,62 @@ class DeliveryWorker:
         await self._produce(records)
         DELIVERIES.labels(task.partner_id, kind).inc()
         self._settle(key, offset)
+        for member_key, member_offset, _ in also:
+            self._settle(member_key, member_offset)
 
     async def _settle_raw_dead(self, key: tuple[str, int], offset: int, value: bytes, reason: str) -> None:
         record = json.dumps({"undecodable": value.decode(errors="replace"), "reason": reason,
                              "dead_at": time.time()}).encode()
         await self._produce([(self.dlq_topic, None, record, None)])
         self._settle(key, offset)
+
+
+def _batch_key(task: DeliveryTask) -> tuple[Any, ...]:
+    """Tasks whose events can share one push: same destination, attempt and envelope.
+
+    The envelope is compared without ``sendTime`` (each platform push has its own; a batch is a
+    push of ours, and carries its first event's).
+    """
+    params = task.body.get("params") if isinstance(task.body, dict) else None
+    envelope = ({k: v for k, v in params.items() if k not in ("events", "sendTime")}
+                if isinstance(params, dict) and isinstance(params.get("events"), list) else None)
+    return (task.event_dest, task.trigger, task.attempt, task.body.get("method"),
+            json.dumps(envelope, sort_keys=True, default=str) if envelope is not None else None)
+
+
+def take_batch(pending: deque[tuple[tuple[str, int], int, DeliveryTask, str]],
+               max_events: int) -> list[tuple[tuple[str, int], int, DeliveryTask, str]]:
+    """The first waiting task and the compatible ones right behind it, up to ``max_events``."""
+    if not pending:
+        return []
+    first = pending.popleft()
+    batch = [first]
+    key = _batch_key(first[2])
+    if key[-1] is None:  # not an OnEventNotify with a list of events: goes alone
+        return batch
+    events = len(first[2].event_ids)
+    while pending and events < max_events:
+        task = pending[0][2]
+        if events + len(task.event_ids) > max_events or _batch_key(task) != key:
+            break
+        batch.append(pending.popleft())
+        events += len(task.event_ids)
+    return batch
+
+
+def merge_tasks(tasks: list[DeliveryTask]) -> DeliveryTask:
+    """One task carrying the events of ``tasks`` in one OnEventNotify, with a delivery id of its own.
+
+    The id is derived from the members' ids, so the same batch pushed again keeps it; the
+    outcome lists every event id. A failure retries (or dead-letters) the merged task whole.
+    """
+    first = tasks[0]
+    params = dict(first.body["params"])
+    params["events"] = [event for task in tasks for event in task.body["params"]["events"]]
+    body = {**first.body, "params": params}
+    batch_id = hashlib.sha256("\x1f".join(["batch", *(t.delivery_id for t in tasks)]).encode()).hexdigest()[:32]
+    ingested = [t.ingest_ts for t in tasks if t.ingest_ts]
+    return replace(first, delivery_id=batch_id, event_ids=tuple(e for t in tasks for e in t.event_ids),
+                   body=body, created_at=min(t.created_at for t in tasks),
+                   ingest_ts=min(ingested) if ingested else 0.0,
+                   extra={**first.extra, "batchOf": [t.delivery_id for t in tasks]})

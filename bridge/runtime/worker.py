@@ -28,6 +28,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import uvloop
 from prometheus_client import start_http_server
 
 from bridge.kafka import AsyncProducer
@@ -163,5 +164,5 @@ async def supervise(settings: Settings, stages: Sequence[Stage], drain_s: float 
 
 
 def run(settings: Settings, stages: Sequence[Stage]) -> int:
-    """Run the worker in the foreground; returns the process's exit code."""
-    return asyncio.run(supervise(settings, stages))
+    """Run the worker in the foreground (on uvloop); returns the process's exit code."""
+    return uvloop.run(supervise(settings, stages))

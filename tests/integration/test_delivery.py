@@ -202,7 +202,8 @@ def test_breaker_state_visible(kafka_settings: Settings, fake_partner: FakePartn
 def _received_ids(fake: FakePartner, prefix: str) -> dict[str, set[str]]:
     by_event: dict[str, set[str]] = {}
     for r in fake.ok(prefix):
-        by_event.setdefault(r.json()["params"]["events"][0]["eventId"], set()).add(r.delivery_id)
+        for event in r.json()["params"]["events"]:  # a batched push carries several
+            by_event.setdefault(event["eventId"], set()).add(r.delivery_id)
     return by_event
 
 
@@ -347,3 +348,35 @@ def _redo_partition(stack: Stack, fake_partner: FakePartner, pushed_again: int) 
     assert replay.status_code == 202, replay.text
     # A replay is asked for: it re-delivers whatever was delivered.
     assert len(fake_partner.wait_ok("/ok/redo", 40 + pushed_again)) == 40 + pushed_again
+
+
+@pytest.mark.parametrize("max_batch", [10, 1])
+def test_batching_partner_gets_every_event_once(stack: Stack, fake_partner: FakePartner,
+                                                max_batch: int) -> None:
+    # One push in flight and a slow answer, so that tasks wait for the slot: with maxBatch 10
+    # what waits goes together; with 1, each event is a push of its own, as before batching.
+    prefix = f"/slow/0.3/batch{max_batch}"
+    pid = stack.partner(fake_partner.url(prefix), delivery={"maxBatch": max_batch, "maxInFlight": 1})
+    stack.worker()
+    expected = {f"b{max_batch}-{i}" for i in range(30)}
+    for event_id in sorted(expected):
+        stack.push(event_id)
+    by_event = _wait_all(fake_partner, prefix, expected, timeout=120)
+    assert set(by_event) == expected
+    pushes = fake_partner.ok(prefix)
+    events = [e["eventId"] for r in pushes for e in r.json()["params"]["events"]]
+    assert sorted(events) == sorted(expected)  # every event exactly once
+    assert all(len(r.json()["params"]["events"]) <= max_batch for r in pushes)
+    assert len({r.delivery_id for r in pushes}) == len(pushes)  # one delivery id per push
+    if max_batch == 1:
+        assert len(pushes) == len(expected)
+    else:
+        assert len(pushes) < len(expected)
+    records = outcomes(stack.settings, until=lambda rs: sum(
+        len(r["event_ids"]) for r in rs if r["partner_id"] == pid and r["result"] == "delivered") >= len(expected))
+    mine = [r for r in records if r["partner_id"] == pid and r["result"] == "delivered"]
+    # One outcome per push, under the push's delivery id, listing the push's event ids.
+    assert {r["delivery_id"] for r in mine} == {r.delivery_id for r in pushes}
+    listed = {r["delivery_id"]: r["event_ids"] for r in mine}
+    for push in pushes:
+        assert listed[push.delivery_id] == [e["eventId"] for e in push.json()["params"]["events"]]

@@ -1,10 +1,10 @@
-"""The delivery transport (httpx over aiohttp) classifies real loopback failures correctly."""
+"""The delivery clients (aiohttp) classify real loopback failures correctly."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridge.delivery.sender import PartnerSender, PreparedPush, build_clients
+from bridge.delivery.sender import PartnerSender, PreparedPush, build_clients, close_clients
 from bridge.urlpolicy import UrlPolicy
 from tests.fixtures.partner import FakePartner, closed_port
 
@@ -19,8 +19,7 @@ def push(url: str, timeout: float = 2.0) -> PreparedPush:
 async def sender() -> PartnerSender:
     client, insecure = build_clients(None)
     yield PartnerSender(client, insecure, UrlPolicy(allow_cidrs=("127.0.0.0/8",)))
-    await client.aclose()
-    await insecure.aclose()
+    await close_clients(client, insecure)
 
 
 async def test_real_failures_classified(sender: PartnerSender, fake_partner: FakePartner) -> None:

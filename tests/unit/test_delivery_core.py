@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import fastavro
 import httpx
 import pytest
@@ -48,6 +49,7 @@ from bridge.delivery.sender import (
     DELIVERY_ID_HEADER,
     MAX_RESPONSE_BYTES,
     PartnerSender,
+    classify_aiohttp_exception,
     classify_exception,
     classify_response,
     prepare,
@@ -946,6 +948,43 @@ class TestClassifyException:
         assert classify_exception(exc, 0.0).error == "connection_reset"
 
 
+class TestClassifyAiohttpException:
+    """The partner pushes' client (aiohttp) maps onto the same classes as httpx."""
+
+    @staticmethod
+    def _key() -> Any:
+        from aiohttp.client_reqrep import ConnectionKey
+
+        return ConnectionKey("127.0.0.1", 1, False, True, None, None, None)
+
+    @pytest.mark.parametrize(
+        ("make", "error"),
+        [
+            (lambda key: TimeoutError(), "timeout"),
+            (lambda key: aiohttp.ConnectionTimeoutError("connect"), "timeout"),
+            (lambda key: aiohttp.SocketTimeoutError("read"), "timeout"),
+            (lambda key: aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused")),
+             "connect_error"),
+            (lambda key: aiohttp.ClientConnectorSSLError(key, ssl.SSLError(1, "wrong version number")),
+             "tls"),
+            (lambda key: aiohttp.ServerDisconnectedError(), "connection_reset"),
+            (lambda key: aiohttp.ClientOSError(104, "reset by peer"), "connection_reset"),
+            (lambda key: aiohttp.ClientPayloadError("truncated"), "connection_reset"),
+            (lambda key: aiohttp.InvalidURL("ftp://x"), "transport_error"),
+        ],
+        ids=["TimeoutError", "ConnectionTimeout", "SocketTimeout", "refused", "ssl", "disconnected",
+             "os_error", "payload", "invalid_url"],
+    )
+    def test_table(self, make: Callable[[Any], BaseException], error: str) -> None:
+        r = classify_aiohttp_exception(make(self._key()), 0.7)
+        assert (r.kind, r.error, r.status_code, r.latency_s) == ("retry", error, None, 0.7)
+
+    def test_connector_error_caused_by_ssl_is_tls(self) -> None:
+        exc = aiohttp.ClientConnectorError(self._key(), OSError("handshake"))
+        exc.__cause__ = _ssl_verify_error(with_reason=True)
+        assert classify_aiohttp_exception(exc, 0.0).error == "tls"
+
+
 # --- PartnerSender with MockTransport ---------------------------------------------------------
 
 class CountingStream(httpx.AsyncByteStream):
@@ -1242,3 +1281,87 @@ def test_webhook_secret_works_with_the_standard_webhooks_key_derivation() -> Non
     mac = hmac.new(key, b"msg_1.1700000000.{}", hashlib.sha256).digest()
     assert signing.signature("Xk3appSecret20chars!", "msg_1", 1700000000, b"{}") == \
         "v1," + base64.b64encode(mac).decode()
+
+
+# --- batching (maxBatch) -------------------------------------------------------------------------
+
+def _one(event_id: str, **overrides: Any) -> DeliveryTask:
+    task = make_task(event_ids=(event_id,), delivery_id=f"id-{event_id}", **overrides)
+    body = {**task.body, "params": {**task.body["params"], "events": [{"eventId": event_id}]}}
+    return replace(task, body=body)
+
+
+def _pending(*tasks: DeliveryTask) -> Any:
+    from collections import deque
+
+    return deque((("t", 0), i, t, t.delivery_id) for i, t in enumerate(tasks))
+
+
+class TestBatching:
+    def test_takes_compatible_tasks_up_to_max_events(self) -> None:
+        from bridge.delivery.worker import take_batch
+
+        pending = _pending(*(_one(f"e{i}") for i in range(5)))
+        batch = take_batch(pending, 3)
+        assert [t.event_ids for _, _, t, _ in batch] == [("e0",), ("e1",), ("e2",)]
+        assert len(pending) == 2
+
+    def test_one_waiting_task_goes_alone_at_once(self) -> None:
+        from bridge.delivery.worker import take_batch
+
+        pending = _pending(_one("e0"))
+        assert [t.event_ids for _, _, t, _ in take_batch(pending, 50)] == [("e0",)]
+        assert take_batch(pending, 50) == []
+
+    def test_stops_at_a_task_for_another_destination_or_attempt(self) -> None:
+        from bridge.delivery.worker import take_batch
+
+        pending = _pending(_one("e0"), _one("e1", event_dest="http://127.0.0.1:1/other"), _one("e2"))
+        assert len(take_batch(pending, 50)) == 1
+        pending = _pending(_one("e0"), _one("e1", attempt=2))
+        assert len(take_batch(pending, 50)) == 1
+
+    def test_other_send_times_share_a_push_other_abilities_do_not(self) -> None:
+        from bridge.delivery.worker import take_batch
+
+        def with_params(event_id: str, **params: Any) -> DeliveryTask:
+            task = _one(event_id)
+            return replace(task, body={**task.body, "params": {**task.body["params"], **params}})
+
+        pending = _pending(_one("e0"), with_params("e1", sendTime="2024-05-01T12:00:09.000+08:00"),
+                           with_params("e2", ability="event_acs"))
+        assert [t.event_ids for _, _, t, _ in take_batch(pending, 50)] == [("e0",), ("e1",)]
+
+    def test_counts_events_not_tasks(self) -> None:
+        from bridge.delivery.worker import merge_tasks, take_batch
+
+        merged = merge_tasks([_one("a"), _one("b")])
+        pending = _pending(_one("e0"), merged, _one("e1"))
+        batch = take_batch(pending, 3)
+        assert sum(len(t.event_ids) for _, _, t, _ in batch) == 3
+
+    def test_merge_is_one_push_with_every_event(self) -> None:
+        from bridge.delivery.worker import merge_tasks
+
+        tasks = [_one("e0"), _one("e1"), _one("e2")]
+        merged = merge_tasks(tasks)
+        assert merged.event_ids == ("e0", "e1", "e2")
+        assert [e["eventId"] for e in merged.body["params"]["events"]] == ["e0", "e1", "e2"]
+        assert merged.body["params"]["ability"] == tasks[0].body["params"]["ability"]
+        assert merged.delivery_id not in {t.delivery_id for t in tasks} and len(merged.delivery_id) == 32
+        assert merged.delivery_id == merge_tasks(tasks).delivery_id  # the same batch keeps its id
+        assert [e["eventId"] for e in tasks[0].body["params"]["events"]] == ["e0"]  # members untouched
+        assert DeliveryTask.decode(merged.encode()) == merged
+
+    @pytest.mark.parametrize(("value", "ok"), [(1, True), (50, True), (0, False), (51, False), (True, False)])
+    def test_max_batch_setting_bounds(self, value: Any, ok: bool) -> None:
+        from bridge.errors import InvalidInput
+        from bridge.partners import delivery_prefs
+        from bridge.registry import DeliveryPrefs
+
+        if ok:
+            assert delivery_prefs(DeliveryPrefs(), {"maxBatch": value}).max_batch == value
+        else:
+            with pytest.raises(InvalidInput):
+                delivery_prefs(DeliveryPrefs(), {"maxBatch": value})
+        assert DeliveryPrefs().max_batch == 1
