@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bridge.delivery.records import millis
 from bridge.events import DeliveryTask
-from bridge.kafka import read_to_end
+from bridge.kafka.reader import read_to_end
 
 
 def instance_key(delivery_id: str, ingested_ms: int | None) -> str:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 
-from bridge.kafka import AsyncProducer
-from bridge.registry import RegistryView
+from bridge.kafka.producer import AsyncProducer
+from bridge.registry.view import RegistryView
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge.worker")

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -23,7 +22,8 @@ from pydantic import SecretStr
 
 from bridge.api import create_app
 from bridge.delivery.records import decode_outcome
-from bridge.kafka import client_config, ensure_topics
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import client_config
 from bridge.settings import Settings, child_env
 from tests.integration.test_artemis_api import SUBSCRIBE, ArtemisClient
 

@@ -25,8 +25,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.api import create_app
-from bridge.kafka import client_config, ensure_topics
-from bridge.registry import RegistryView
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import client_config
+from bridge.registry.view import RegistryView
 from bridge.settings import Settings, child_env
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from bridge.delivery import signing
 from bridge.events import DeliveryTask
+from bridge.kafka.config import client_config
 from bridge.settings import Settings, child_env
-from bridge.kafka import client_config
 from tests.fixtures.partner import FakePartner, closed_port
 from tests.integration.stack import (
     ADMIN,
@@ -261,7 +261,7 @@ def test_two_workers_one_stopped_mid_load(kafka_settings: Settings, fake_partner
 
 
 def test_broker_restart_mid_load(broker: object, unique: object, fake_partner: FakePartner) -> None:
-    from bridge.localkafka import LocalKafka
+    from bridge.ops.localkafka import LocalKafka
 
     local = LocalKafka(Settings().cache_dir, 29692)
     local.start()

@@ -12,8 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from bridge.errors import KafkaUnavailable
-from bridge.kafka import check_connection, ensure_topics
-from bridge.localkafka import LocalKafka
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import check_connection
+from bridge.ops.localkafka import LocalKafka
 from bridge.settings import Settings, child_env
 from tests.fixtures.partner import FakePartner
 from tests.integration.stack import running_stack, stack_settings

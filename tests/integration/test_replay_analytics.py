@@ -16,10 +16,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from bridge.kafka.config import client_config
 from bridge.settings import Settings, child_env
-from bridge.kafka import client_config
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import ADMIN, Stack, read_topic, running_stack, stack_settings
+from tests.integration.stack import ADMIN, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from bridge.cli import app
 from bridge.events import DeliveryTask
-from bridge.kafka import client_config, read_to_end
+from bridge.kafka.config import client_config
+from bridge.kafka.reader import read_to_end
 from bridge.settings import Settings
 from tests.fixtures.partner import FakePartner
 from tests.integration.stack import Stack, Worker, read_topic, running_stack, stack_settings

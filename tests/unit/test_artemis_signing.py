@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.artemis_signing import (
+from bridge.errors import AuthError
+from bridge.platform.artemis import (
     REASONS,
     NonceCache,
     SignedRequest,
@@ -29,7 +30,6 @@ from bridge.artemis_signing import (
     string_to_sign,
     verify,
 )
-from bridge.errors import AuthError
 
 # Test-vector credentials of spec §2.4.
 KEY = "12345678"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from bridge.kafka import client_config
+from bridge.kafka.config import client_config
 from bridge.settings import Settings, child_env
 
 

@@ -24,12 +24,11 @@ import pytest
 
 from bridge.events import DeliveryTask, EventRecord, delivery_id
 from bridge.ingest import to_records
-from bridge.matching import effective_statuses, matching, mismatch
-from bridge.notify import parse_notify
-from bridge.registry import DeliveryPrefs, Partner, Subscription
-from bridge.matching import push_body, route
+from bridge.platform.notify import parse_notify
+from bridge.registry.models import DeliveryPrefs, Partner, Subscription
+from bridge.registry.subscriptions import DEFAULT_LEVELS, parse_subscribe, subscriptions_for
+from bridge.routing.matching import effective_statuses, matching, mismatch, push_body, route
 from bridge.settings import Settings
-from bridge.subscriptions import DEFAULT_LEVELS, parse_subscribe, subscriptions_for
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "bridge" / "resources" / "payloads"
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from bridge.api.nonces import KafkaNonceStore, nonce_key
 from bridge.errors import KafkaUnavailable
-from bridge.nonces import KafkaNonceStore, nonce_key
 from bridge.settings import Settings
 
 NOW = 1_700_000_000.0

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import InvalidInput
-from bridge.notify import (
+from bridge.platform.notify import (
     MAX_EVENT_ID_LENGTH,
     MAX_EVENTS_PER_PUSH,
     EventError,

@@ -7,7 +7,15 @@ import threading
 import pytest
 
 from bridge.events import TASK_HEADROOM
-from bridge.processor import REJECTED_PREFIX, Hung, Out, RestartSession, TransactionalLoop, _bounded, transactional_id
+from bridge.runtime.txloop import (
+    REJECTED_PREFIX,
+    Hung,
+    Out,
+    RestartSession,
+    TransactionalLoop,
+    _bounded,
+    transactional_id,
+)
 from bridge.settings import Settings
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.correlation import merged_body, picture_body
 from bridge.errors import InvalidInput
 from bridge.events import DeliveryTask, EventRecord
 from bridge.ingest import to_records
-from bridge.matching import route
-from bridge.notify import parse_notify
-from bridge.redrive import event_of
-from bridge.registry import DeliveryPrefs, Partner, Subscription
+from bridge.ops.redrive import event_of
+from bridge.platform.notify import parse_notify
+from bridge.registry.models import DeliveryPrefs, Partner, Subscription
+from bridge.routing.correlation import merged_body, picture_body
+from bridge.routing.matching import route
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "bridge" / "resources" / "payloads"
 FILES = sorted(p.name for p in PAYLOADS.glob("*.json"))

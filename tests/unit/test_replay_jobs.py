@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bridge import replay as rp
-from bridge.registry import job_record_applies
-from bridge.replay_jobs import _progress_of, _request_dict, _request_of
+from bridge.feeds import replay as rp
+from bridge.feeds.replay_jobs import _progress_of, _request_dict, _request_of
+from bridge.registry.view import job_record_applies
 
 
 def job(owner: str, epoch: int, state: str = "running", **more: object) -> dict[str, object]:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from bridge.events import DeliveryTask
-from bridge.processor import Out, TransactionalLoop
-from bridge.registry import DeliveryPrefs, Partner, Subscription
-from bridge.routing import Router
+from bridge.registry.models import DeliveryPrefs, Partner, Subscription
+from bridge.routing.router import Router
+from bridge.runtime.txloop import Out, TransactionalLoop
 from bridge.settings import Settings
 from tests.unit.test_matching import INTRUSION, linkage_event, partner, raw_event, sub
 

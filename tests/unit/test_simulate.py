@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import pytest
 
-from bridge.notify import parse_notify
-from bridge.simulate import Simulator
+from bridge.ops.simulate import Simulator
+from bridge.platform.notify import parse_notify
 
 
 def test_patterns_and_rate() -> None:

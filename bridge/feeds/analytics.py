@@ -15,8 +15,8 @@ from typing import Any
 
 from bridge import schemas
 from bridge.events import EventRecord
-from bridge.notify import parse_time
-from bridge.processor import Out, TransactionalLoop, run_in_thread
+from bridge.platform.notify import parse_time
+from bridge.runtime.txloop import Out, TransactionalLoop, run_in_thread
 from bridge.runtime.worker import Stage, Worker
 from bridge.settings import Settings
 from bridge.topics import topic_table

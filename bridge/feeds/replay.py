@@ -20,9 +20,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.errors import InvalidInput, KafkaUnavailable, NotFound
 from bridge.events import DeliveryTask, EventRecord
-from bridge.kafka import AsyncProducer, client_config
-from bridge.matching import route
-from bridge.registry import Partner, RegistryView
+from bridge.kafka.config import client_config
+from bridge.kafka.producer import AsyncProducer
+from bridge.registry.models import Partner
+from bridge.registry.view import RegistryView
+from bridge.routing.matching import route
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

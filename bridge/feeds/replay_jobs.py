@@ -10,7 +10,7 @@ What survives an api restart: the job, not the process. An api whose jobs stop r
 was killed, or it released them when it was stopped) leaves them "running" but orphaned; after
 ``BRIDGE_REPLAY_TAKEOVER_S`` (at once for a released job) another api, or the restarted one,
 claims the job (the next ``epoch``; the log decides between two claimants, see
-:func:`bridge.registry.job_record_applies`) and continues from the recorded position with the
+:func:`bridge.registry.view.job_record_applies`) and continues from the recorded position with the
 recorded counts. An operator who started a replay of a day of events expects it to finish
 through a rolling update of the api, not to find it "interrupted" after every deploy. The cost
 is at-least-once: tasks enqueued after the last recorded position are enqueued again, with the
@@ -31,10 +31,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import replay as rp
 from bridge.errors import NotFound
-from bridge.kafka import AsyncProducer
-from bridge.registry import RegistryView
+from bridge.feeds import replay as rp
+from bridge.kafka.producer import AsyncProducer
+from bridge.registry.view import RegistryView
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

@@ -28,7 +28,7 @@ from cachetools import LRUCache
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaUnavailable
-from bridge.kafka import client_config
+from bridge.kafka.config import client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from bridge.errors import BridgeError
-from bridge.kafka import ensure_topics
-from bridge.localkafka import LocalKafka
+from bridge.kafka.admin import ensure_topics
+from bridge.ops.localkafka import LocalKafka
 from bridge.settings import Settings, child_env
 
 
@@ -102,7 +102,7 @@ class DevStack:
         """Demo partners, simulated traffic and a live summary, until Ctrl-C or a process dies."""
         import asyncio
 
-        from bridge.demo import Demo
+        from bridge.ops.demo import Demo
 
         async def main() -> None:
             demo = asyncio.create_task(Demo(self.settings, self.console).run())

@@ -4,7 +4,7 @@ Each event is matched (``matching.route``, pure) and correlated with the earlier
 eventId (``correlation.correlate``, pure). The correlation state lives in memory per partition,
 ordered by last update, and every change is written to the compacted ``bridge.correlation``
 changelog in the same Kafka transaction as the tasks and the consumed offset
-(``processor.TransactionalLoop``): a crash never loses a routed event, never double-applies one,
+(``txloop.TransactionalLoop``): a crash never loses a routed event, never double-applies one,
 and the next owner of a partition restores exactly the state that goes with its committed offset.
 
 The subscription side is a global view (every worker holds the whole, single-partition registry),
@@ -25,40 +25,29 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from bridge import correlation, schemas
-from bridge.errors import TopicError
+from bridge import schemas
 from bridge.events import TASK_HEADROOM, DeliveryTask, EventRecord
-from bridge.matching import route
-from bridge.processor import Out, TransactionalLoop, run_in_thread
-from bridge.registry import RegistryView
-from bridge.runtime.worker import Stage, Worker
+from bridge.registry.view import RegistryView
+from bridge.routing import correlation
+from bridge.routing.matching import route
+from bridge.runtime.txloop import Out
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
 log = logging.getLogger("bridge.routing")
 
+
+
 ROUTED = Counter("bridge_routed_events_total", "Events routed, by outcome", ["outcome"])
+
+
+
 TASKS = Counter("bridge_routing_tasks_total", "Delivery tasks produced by routing")
+
+
+
 ENTRIES = Gauge("bridge_correlation_entries", "eventIds with correlation state in this worker")
 
-
-def check_registry_partitions(settings: Settings) -> None:
-    """The global view is complete only if each registry topic has one partition."""
-    from bridge.kafka import admin_client
-
-    table = topic_table(settings)
-    metadata = admin_client(settings).list_topics(timeout=10)
-    for logical in ("partners", "subscriptions", "config", "delivery.state"):
-        name = table[logical].name
-        if name not in metadata.topics:
-            raise TopicError(f"{name} is missing: run `event-bridge topics create`")
-        if len(metadata.topics[name].partitions) != 1:
-            raise TopicError(f"{name} must have 1 partition for the global subscription view")
-    events, changelog = table["events"].name, table["correlation"].name
-    if changelog not in metadata.topics:
-        raise TopicError(f"{changelog} is missing: run `event-bridge topics create`")
-    if len(metadata.topics[changelog].partitions) != len(metadata.topics[events].partitions):
-        raise TopicError(f"{changelog} must have as many partitions as {events} (co-partitioned)")
 
 
 class Router:
@@ -199,17 +188,3 @@ class Router:
 
     def _gauge(self) -> None:
         ENTRIES.set(sum(len(s) for s in self.states.values()))
-
-
-def stage(settings: Settings) -> Stage:
-    """The routing loop (with status correlation), after checking the topics it relies on."""
-    # Checked before the worker starts, so a bad deployment fails at once with the reason.
-    check_registry_partitions(settings)
-    events = topic_table(settings)["events"].name
-
-    async def run(worker: Worker) -> None:
-        router = Router(settings, await worker.registry())
-        loop = TransactionalLoop(settings, "route", events, router, tick_s=settings.correlation_tick_s)
-        await run_in_thread(loop, worker.stop, "routing")
-
-    return Stage("routing", run)

@@ -33,7 +33,8 @@ from prometheus_client import Counter
 
 from bridge.errors import BridgeError
 from bridge.events import TASK_HEADROOM, record_size
-from bridge.kafka import client_config, read_to_end
+from bridge.kafka.config import client_config
+from bridge.kafka.reader import read_to_end
 from bridge.logfilters import Throttle
 from bridge.settings import Settings
 from bridge.topics import topic_table

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import InvalidInput
-from bridge.registry import Partner, Subscription
+from bridge.registry.models import Partner, Subscription
 
 MAX_EVENT_TYPES = 1000
 MAX_LEVELS = 32

@@ -3,7 +3,7 @@
 The platform reports one occurrence several times under one ``eventId`` (seed FAQ 2, 3, 5): a
 start and its stop, a linkage event and its status-4 result update, a parking event and its
 status-5 picture. This module is pure: ``correlate`` takes the eventId's state (a JSON-able dict
-kept by ``routing.Router``, changelogged in ``bridge.correlation``) and an event with the tasks
+kept by ``router.Router``, changelogged in ``bridge.correlation``) and an event with the tasks
 routing made for it, and returns the new state, the tasks to send now and a lifecycle record.
 ``expire`` releases held events whose wait ran out and drops state past its TTL.
 
@@ -27,8 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.events import DeliveryTask, EventRecord
-from bridge.registry import Partner
-
+from bridge.registry.models import Partner
 
 #: Most linkage results (the latest) and picture URLs kept per eventId: the platform may report
 #: one eventId without end, and its state must stay one bounded changelog record.

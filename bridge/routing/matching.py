@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from bridge.events import DeliveryTask, EventRecord, delivery_id
-from bridge.notify import build_push
-from bridge.registry import Partner, Subscription
+from bridge.platform.notify import build_push
+from bridge.registry.models import Partner, Subscription
 
 
 def effective_statuses(partner: Partner, global_statuses: Collection[int]) -> Collection[int]:

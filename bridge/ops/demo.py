@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bridge.artemis_signing import signed_headers
 from bridge.delivery.records import decode_outcome
+from bridge.kafka.config import client_config
+from bridge.ops.simulate import FAMILY_TYPES, SendStats, Simulator, http_sender, run
+from bridge.platform.artemis import signed_headers
 from bridge.settings import Settings
-from bridge.simulate import FAMILY_TYPES, SendStats, Simulator, http_sender, run
 from bridge.topics import topic_table
-from bridge.kafka import client_config
 
 SUBSCRIBE = "/artemis/api/eventService/v1/eventSubscriptionByEventTypes"
 

@@ -18,14 +18,9 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 from bridge.errors import ConfigError, InvalidInput, NotFound
-from bridge.registry import (
-    DeliveryPrefs,
-    EncryptedSecret,
-    Partner,
-    RegistryView,
-    RegistryWriter,
-    with_updates,
-)
+from bridge.registry.models import DeliveryPrefs, EncryptedSecret, Partner, with_updates
+from bridge.registry.view import RegistryView
+from bridge.registry.writer import RegistryWriter
 from bridge.settings import KNOWN_STATUSES, Settings
 
 _ALPHABET = string.ascii_letters + string.digits

@@ -27,12 +27,12 @@ from typing import Any, Literal
 
 from bridge.errors import InvalidInput
 from bridge.events import DeliveryTask, EventRecord
+from bridge.feeds.replay import partner_tasks
 from bridge.ingest import to_records
-from bridge.kafka import AsyncProducer
-from bridge.matching import mismatch
-from bridge.notify import parse_notify
-from bridge.registry import RegistryView
-from bridge.replay import partner_tasks
+from bridge.kafka.producer import AsyncProducer
+from bridge.platform.notify import parse_notify
+from bridge.registry.view import RegistryView
+from bridge.routing.matching import mismatch
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 from bridge.errors import BridgeError, LocalKafkaError
-from bridge.kafka import check_connection, client_config
+from bridge.kafka.config import check_connection, client_config
 from bridge.settings import Settings
 
 #: The SCRAM user ``start --sasl-ssl-port`` creates.
@@ -256,8 +256,12 @@ class LocalKafka:
 
     def _upsert_scram_user(self, timeout: float = 30.0) -> None:
         """Create (or reset) the SCRAM user over the PLAINTEXT listener, then log in with it."""
-        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
-                                           UserScramCredentialUpsertion)
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
 
         password = self.client_env()["BRIDGE_KAFKA_SASL_PASSWORD"].encode()
         admin = AdminClient(client_config(_plain(self.bootstrap)))

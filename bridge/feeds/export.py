@@ -18,12 +18,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from fastavro.write import Writer
 
 from bridge import schemas
-from bridge.analytics import EVENT_SCHEMA, to_analytics
 from bridge.errors import InvalidInput, KafkaUnavailable
 from bridge.events import EventRecord
+from bridge.feeds.analytics import EVENT_SCHEMA, to_analytics
+from bridge.kafka.config import client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
-from bridge.kafka import client_config
 
 #: topic kind → (logical topic, schema name, decoder of a record value)
 KINDS: dict[str, tuple[str, str, Callable[[bytes], dict[str, Any]]]] = {

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bridge.delivery.records import decode_outcome, task_from_dead_letter
 from bridge.errors import InvalidInput, KafkaUnavailable, TopicError
-from bridge.kafka import client_config
+from bridge.kafka.config import client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

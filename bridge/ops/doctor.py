@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from bridge import readback
+from bridge.delivery import readback
 from bridge.delivery.breaker import destination_of
 from bridge.events import EventRecord
-from bridge.matching import effective_statuses
-from bridge.registry import RegistryView
+from bridge.registry.view import RegistryView
+from bridge.routing.matching import effective_statuses
 from bridge.settings import Settings
 from bridge.topics import topic_table
 from bridge.urlpolicy import UrlPolicy, check_resolved
