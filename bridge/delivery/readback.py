@@ -6,24 +6,14 @@ Used by the admin API and the CLI; bounded reads with a consumer that never join
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from bridge.delivery.records import decode_outcome, task_from_dead_letter
-from bridge.errors import InvalidInput, KafkaUnavailable, TopicError
-from bridge.kafka.config import client_config
+from bridge.errors import InvalidInput
+from bridge.kafka.reader import TopicReader
 from bridge.settings import Settings
 from bridge.topics import topic_table
-
-
-def _consumer(settings: Settings) -> Consumer:
-    return Consumer(client_config(settings, **{
-        "group.id": f"readback-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "enable.partition.eof": True}))
 
 
 def scan(settings: Settings, topic: str, tail: int | None = None,
@@ -32,38 +22,12 @@ def scan(settings: Settings, topic: str, tail: int | None = None,
 
     A topic that does not exist reads as empty, or (``missing_ok=False``) raises TopicError.
     """
-    consumer = _consumer(settings)
-    try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        except Exception as exc:
-            raise KafkaUnavailable(f"cannot read {topic}: {exc}") from exc
-        if metadata.error is not None and not metadata.partitions and not missing_ok:
-            raise TopicError(f"{topic} is missing: run `event-bridge topics create`")
-        partitions = metadata.partitions
-        starts: list[TopicPartition] = []
-        remaining: set[int] = set()
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                start = low if tail is None else max(low, high - tail)
-                starts.append(TopicPartition(topic, p, start))
-                remaining.add(p)
-        if not starts:
-            return
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout * 3
-        while remaining and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() == -191:  # _PARTITION_EOF: that partition is read
-                    remaining.discard(message.partition())
-                continue
-            yield message
-    finally:
-        consumer.close()
+    with TopicReader.of(settings, topic, "readback", timeout) as reader:
+        marks = reader.watermarks(reader.partitions(missing_ok))
+        ranges = {p: (low if tail is None else max(low, high - tail), None)
+                  for p, (low, high) in marks.items() if high > low}
+        # Best effort within the caller's time: what was read by then is the answer.
+        yield from reader.read(ranges, idle_s=timeout * 3)
 
 
 def recent_outcomes(settings: Settings, partner_id: str | None = None, limit: int = 100,

@@ -7,21 +7,18 @@ lossless source) with the analytics mapping; ``outcomes`` and ``lifecycle`` are 
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from fastavro.write import Writer
 
 from bridge import schemas
-from bridge.errors import InvalidInput, KafkaUnavailable
+from bridge.errors import InvalidInput
 from bridge.events import EventRecord
 from bridge.feeds.analytics import EVENT_SCHEMA, to_analytics
-from bridge.kafka.config import client_config
+from bridge.kafka.reader import TopicReader
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -33,17 +30,14 @@ KINDS: dict[str, tuple[str, str, Callable[[bytes], dict[str, Any]]]] = {
 }
 
 
-def _range(consumer: Consumer, topic: str, start: float, end: float | None) -> dict[int, tuple[int, int]]:
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-    except (KafkaException, KeyError) as exc:
-        raise KafkaUnavailable(f"cannot read {topic}: {exc}") from exc
-    marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+def _range(reader: TopicReader, start: float, end: float | None) -> dict[int, tuple[int, int]]:
+    partitions = reader.partitions()
+    marks = reader.watermarks(partitions)
 
     def at(moment: float) -> dict[int, int]:
-        found = consumer.offsets_for_times(
-            [TopicPartition(topic, p, int(moment * 1000)) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+        # None: nothing at or after that moment in the partition: its end.
+        return {p: marks[p][1] if offset is None else offset
+                for p, offset in reader.offsets_at(moment, partitions).items()}
 
     starts = at(start)
     ends = at(end) if end is not None else {p: m[1] for p, m in marks.items()}
@@ -61,24 +55,17 @@ def export(settings: Settings, kind: str, start: float, end: float | None, out: 
     topic = topic_table(settings)[logical].name
     schema = schemas.load(schema_name)
     out.mkdir(parents=True, exist_ok=True)
-    consumer = Consumer(client_config(settings, **{"group.id": f"export-{uuid.uuid4().hex}",
-                                               "enable.auto.commit": False}))
+    reader = TopicReader.of(settings, topic, "export")
     writers: dict[str, tuple[BinaryIO, Writer, list[int]]] = {}
     try:
-        ranges = _range(consumer, topic, start, end)
+        ranges = _range(reader, start, end)
         total = sum(e - s for s, e in ranges.values())
         done = 0
+        # Partition by partition: each file keeps the records of one partition together, in log
+        # order.
         for partition, (first, last) in sorted(ranges.items()):
-            consumer.assign([TopicPartition(topic, partition, first)])
-            position = first
-            deadline = time.monotonic() + 60
-            while position < last and time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is None or message.error():
-                    continue
-                position = message.offset() + 1
+            for message in reader.read({partition: (first, last)}, idle_s=60):
                 done += 1
-                deadline = time.monotonic() + 60
                 if progress and done % 500 == 0:
                     progress(done, total)
                 try:
@@ -95,7 +82,7 @@ def export(settings: Settings, kind: str, start: float, end: float | None, out: 
         if progress:
             progress(done, total)
     finally:
-        consumer.close()
+        reader.close()
         for handle, writer, _ in writers.values():
             writer.flush()
             handle.close()

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-from bridge.errors import InvalidInput, KafkaUnavailable, NotFound
+from bridge.errors import InvalidInput, NotFound
 from bridge.events import DeliveryTask, EventRecord
-from bridge.kafka.config import client_config
 from bridge.kafka.producer import AsyncProducer
+from bridge.kafka.reader import TopicReader
 from bridge.registry.models import Partner
 from bridge.registry.view import RegistryView
 from bridge.routing.matching import route
@@ -77,23 +74,12 @@ class ReplayProgress:
         }
 
 
-def _consumer(settings: Settings) -> Consumer:
-    return Consumer(client_config(settings, **{
-        "group.id": f"replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "enable.partition.eof": True}))
-
-
 def plan(settings: Settings, request: ReplayRequest) -> ReplayPlan:
     """Offsets to read for ``request``, or a clear error (retention, empty range)."""
     topic = topic_table(settings)["events"].name
-    consumer = _consumer(settings)
-    try:
-        try:
-            partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                     for p in partitions}
-        except (KafkaException, KeyError) as exc:
-            raise KafkaUnavailable(f"cannot read {topic}: {exc}") from exc
+    with TopicReader.of(settings, topic, "replay") as reader:
+        partitions = reader.partitions()
+        marks = reader.watermarks(partitions)
         if request.from_offsets is not None:
             unknown = sorted(set(request.from_offsets) - set(partitions))
             if unknown:
@@ -110,28 +96,24 @@ def plan(settings: Settings, request: ReplayRequest) -> ReplayPlan:
         else:
             if request.from_time is None:
                 raise InvalidInput("give a start: from_time or from_offsets", "from_time")
-            starts = _offsets_for(consumer, topic, partitions, request.from_time, marks)
-            _check_retention(consumer, topic, marks, request.from_time)
+            starts = _offsets_at(reader, partitions, request.from_time, marks)
+            _check_retention(reader, marks, request.from_time)
         ends = ({p: marks[p][1] for p in partitions} if request.to_time is None
-                else _offsets_for(consumer, topic, partitions, request.to_time, marks))
-    finally:
-        consumer.close()
+                else _offsets_at(reader, partitions, request.to_time, marks))
     ranges = {p: (starts[p], ends[p]) for p in partitions if ends[p] > starts[p]}
     if not ranges:
         raise InvalidInput("nothing to replay: the log has no events in that range", "range")
     return ReplayPlan(ranges)
 
 
-def _offsets_for(consumer: Consumer, topic: str, partitions: list[int], at: float,
-                 marks: dict[int, tuple[int, int]]) -> dict[int, int]:
-    found = consumer.offsets_for_times(
-        [TopicPartition(topic, p, int(at * 1000)) for p in partitions], timeout=10)
-    # -1: no record at or after that time in this partition: start at its end.
-    return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+def _offsets_at(reader: TopicReader, partitions: list[int], at: float,
+                marks: dict[int, tuple[int, int]]) -> dict[int, int]:
+    # None: no record at or after that time in this partition: start at its end.
+    return {p: marks[p][1] if offset is None else offset
+            for p, offset in reader.offsets_at(at, partitions).items()}
 
 
-def _check_retention(consumer: Consumer, topic: str, marks: dict[int, tuple[int, int]],
-                     from_time: float) -> None:
+def _check_retention(reader: TopicReader, marks: dict[int, tuple[int, int]], from_time: float) -> None:
     """Refuse a start older than the log's first kept event where retention removed events.
 
     Deleted records leave no timestamps behind, so a start between the last deleted and the
@@ -140,16 +122,10 @@ def _check_retention(consumer: Consumer, topic: str, marks: dict[int, tuple[int,
     for p, (low, high) in marks.items():
         if low == 0 or high == low:
             continue  # nothing was ever removed from this partition
-        consumer.assign([TopicPartition(topic, p, low)])
-        first = None
-        for _ in range(50):
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                first = message
-                break
-        if first is not None and first.timestamp()[1] / 1000 > from_time:
+        first = reader.first_timestamp(p, low)
+        if first is not None and first > from_time:
             raise InvalidInput(
-                f"the log now starts at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(first.timestamp()[1] / 1000))}"
+                f"the log now starts at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(first))}"
                 " (older events were removed by retention, BRIDGE_EVENTS_RETENTION_HOURS); "
                 "choose a later --from-time", "from_time")
 
@@ -158,25 +134,14 @@ def read(settings: Settings, the_plan: ReplayPlan,
          cancelled: Callable[[], bool]) -> Iterator[tuple[int, int, EventRecord | None]]:
     """(partition, offset, record) of the plan, partition by partition; None if undecodable."""
     topic = topic_table(settings)["events"].name
-    consumer = _consumer(settings)
-    try:
+    with TopicReader.of(settings, topic, "replay") as reader:
         for partition, (start, end) in sorted(the_plan.ranges.items()):
-            consumer.assign([TopicPartition(topic, partition, start)])
-            position = start
-            while position < end and not cancelled():
-                message = consumer.poll(0.5)
-                if message is None or message.error():
-                    continue
-                position = message.offset() + 1
-                if message.offset() >= end:
-                    break
+            for message in reader.read({partition: (start, end)}, cancelled=cancelled):
                 try:
                     record = EventRecord.decode(message.value())
                 except (ValueError, TypeError, KeyError):
                     record = None  # undecodable records were never routed live either
                 yield partition, message.offset(), record
-    finally:
-        consumer.close()
 
 
 def partner_tasks(view: RegistryView, partner: Partner, record: EventRecord,

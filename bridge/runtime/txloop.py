@@ -34,7 +34,7 @@ from prometheus_client import Counter
 from bridge.errors import BridgeError
 from bridge.events import TASK_HEADROOM, record_size
 from bridge.kafka.config import client_config
-from bridge.kafka.reader import read_to_end
+from bridge.kafka.reader import BEGINNING, TopicReader
 from bridge.logfilters import Throttle
 from bridge.settings import Settings
 from bridge.topics import topic_table
@@ -220,14 +220,14 @@ class TransactionalLoop:
         config = client_config(self.settings, **{
             "group.id": f"{self.group}-restore",  # assign() only: never joins, never commits
             "isolation.level": "read_committed"})
-        start = [TopicPartition(self.handler.changelog, p, -2) for p in partitions]  # -2: beginning
         try:
-            for message in read_to_end(config, start, 300):
-                table = entries[message.partition()]
-                if message.value() is None:
-                    table.pop(message.key(), None)
-                else:
-                    table[message.key()] = message.value()
+            with TopicReader(config, self.handler.changelog) as reader:
+                for message in reader.read({p: (BEGINNING, None) for p in partitions}, timeout_s=300):
+                    table = entries[message.partition()]
+                    if message.value() is None:
+                        table.pop(message.key(), None)
+                    else:
+                        table[message.key()] = message.value()
         except (TimeoutError, BridgeError) as exc:
             raise RestartSession(f"restoring {self.handler.changelog}: {exc}") from exc
         return entries
