@@ -10,6 +10,8 @@ With ``sasl_ssl_port`` the broker also listens there with SASL_SSL (SCRAM-SHA-25
 certificate from a CA generated for this broker (``tls/ca.pem``, valid for 127.0.0.1 and localhost);
 the SCRAM user and its generated password are in ``client.env`` (mode 0600), as the ``BRIDGE_KAFKA_*``
 settings a client needs. The PLAINTEXT listener stays, for the broker's own readiness checks.
+Over 400 lines: one broker's whole life cycle (fetch, configure, TLS and SCRAM, start, stop,
+status), a development tool apart from the product's data flow.
 """
 
 from __future__ import annotations

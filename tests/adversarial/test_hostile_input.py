@@ -34,11 +34,11 @@ from bridge.ingest import MAX_PARAMS_BYTES, MAX_REJECTED_LISTED, REJECTED_EVENT_
 from bridge.kafka.admin import ensure_topics
 from bridge.platform.notify import MAX_EVENT_DEPTH, parse_notify
 from bridge.settings import Settings
+from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
 from tests.fixtures.kafka import Broker
 from tests.fixtures.partner import FakePartner, serving_fake_partner
 from tests.fixtures.processes import BridgeProcess, start_api, start_worker
-from tests.integration.stack import payload, read_topic
-from tests.integration.test_artemis_api import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.stack import payload, read_topic
 
 pytestmark = pytest.mark.integration
 

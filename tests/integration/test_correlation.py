@@ -18,7 +18,7 @@ from bridge.events import EventRecord
 from bridge.kafka.config import client_config
 from bridge.settings import Settings
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import Stack, payload, read_topic, running_stack, stack_settings
+from tests.fixtures.stack import Stack, payload, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 LINK0 = "linkage_event_rule_status0_SYNTHETIC.json"

@@ -17,14 +17,14 @@ from bridge.api import create_app
 from bridge.kafka.admin import ensure_topics
 from bridge.kafka.config import client_config
 from bridge.settings import Settings
-from tests.integration.stack import Worker, payload
-from tests.integration.stack import stack_settings as shared_stack_settings
-from tests.integration.test_artemis_api import (
+from tests.fixtures.artemis import (
     SUBSCRIBE,
     ArtemisClient,
     admin_headers,
     make_partner,
 )
+from tests.fixtures.stack import Worker, payload
+from tests.fixtures.stack import stack_settings as shared_stack_settings
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from bridge.kafka.config import client_config
 from bridge.kafka.reader import BEGINNING, TopicReader
 from bridge.settings import Settings
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import Stack, Worker, read_topic, running_stack, stack_settings
+from tests.fixtures.stack import Stack, Worker, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Unit tests of bridge.matching and the pure part of bridge.routing: who receives which event.
+"""Unit tests of bridge.routing.matching and the pure part of routing: who receives which event.
 
 The cases are the behaviours of architecture.md §2 (B2 subType, B3 eventLvl, B4 permissions,
 B6 statuses, B7 isolation) and the troubleshooting items of the seed FAQ
@@ -16,146 +16,38 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.events import DeliveryTask, EventRecord, delivery_id
-from bridge.ingest import to_records
-from bridge.platform.notify import parse_notify
-from bridge.registry.models import DeliveryPrefs, Partner, Subscription
-from bridge.registry.subscriptions import DEFAULT_LEVELS, parse_subscribe, subscriptions_for
+from bridge.registry.models import Partner, Subscription
+from bridge.registry.subscriptions import DEFAULT_LEVELS
 from bridge.routing.matching import effective_statuses, matching, mismatch, push_body, route
 from bridge.settings import Settings
-
-PAYLOADS = Path(__file__).resolve().parents[2] / "bridge" / "resources" / "payloads"
-
-NOW = 1_700_000_000.0
-DEST_A = "http://10.0.0.10:8080/eventRcv"
-DEST_B = "https://partner-b.example.com/hooks/hik"
-#: The global push statuses out of the box (B6, FAQ 5: "默认只给第三方推送 0，1，2").
-DEFAULT_GLOBAL = [0, 1, 2]
-WITH_4 = [0, 1, 2, 4]
-WITH_5 = [0, 1, 2, 5]
-
-INTRUSION = 131588  # field detection; the type of the linkage payloads
-VIDEO = 131330
-ACS = 196883
-PARKING_ENTRY = 771760130
-
-
-# --- builders ---------------------------------------------------------------------------------
-
-
-def payload_bytes(name: str) -> bytes:
-    return (PAYLOADS / name).read_bytes()
-
-
-def records_from(body: bytes | str | Mapping[str, Any], now: float = NOW) -> list[EventRecord]:
-    if isinstance(body, Mapping):
-        body = json.dumps(body)
-    result = parse_notify(body)
-    assert not result.errors, result.errors
-    return to_records(result, now=now)
-
-
-def record_from_file(name: str, **changes: Any) -> EventRecord:
-    """The single event of a payload file, with top-level event fields replaced by ``changes``."""
-    document = json.loads(payload_bytes(name))
-    event = document["params"]["events"][0]
-    for key, value in changes.items():
-        if value is _DROP:
-            event.pop(key, None)
-        else:
-            event[key] = value
-    (record,) = records_from(document)
-    return record
-
-
-_DROP = object()
-
-
-def raw_event(event_type: int = INTRUSION, status: int = 0, event_lvl: Any = _DROP,
-              ability: str = "event_vss", event_id: str = "RAW-1", **extra: Any) -> EventRecord:
-    """A device-sourced (raw) event, as a camera reports it."""
-    event: dict[str, Any] = {
-        "eventId": event_id,
-        "eventType": event_type,
-        "srcIndex": "cam-1",
-        "srcType": "camera",
-        "status": status,
-        "timeout": 0,
-        "happenTime": "2022-06-01T10:15:30.000+08:00",
-        **extra,
-    }
-    if event_lvl is not _DROP:
-        event["eventLvl"] = event_lvl
-    push = {"method": "OnEventNotify",
-            "params": {"ability": ability, "sendTime": "2022-06-01T10:15:31.000+08:00",
-                       "events": [event]}}
-    (record,) = records_from(push)
-    return record
-
-
-def linkage_event(event_type: int = INTRUSION, status: int = 0, event_lvl: Any = 2,
-                  event_id: str = "LNK-1") -> EventRecord:
-    """A rule-sourced (linkage) event; status 4 carries ``linkageResult`` like the platform's."""
-    event: dict[str, Any] = {
-        "eventId": event_id,
-        "eventType": event_type,
-        "eventName": "Perimeter intrusion",
-        "srcIndex": "rule-1",
-        "srcType": "eventRule",
-        "status": status,
-        "timeout": 0,
-        "happenTime": "2022-06-01T10:15:30.000+08:00",
-        "eventDetails": [{"eventId": "DEV-1", "eventType": event_type, "srcType": "camera"}],
-    }
-    if event_lvl is not _DROP:
-        event["eventLvl"] = event_lvl
-    if status == 4:
-        event["linkageResult"] = [{"action": "snapshot", "picUrls": ["http://pic/1"]}]
-    push = {"method": "OnEventNotify",
-            "params": {"ability": "event_rule", "sendTime": "2022-06-01T10:15:31.000+08:00",
-                       "events": [event]}}
-    (record,) = records_from(push)
-    return record
-
-
-def partner(pid: str = "p-a", *, event_types: tuple[int, ...] | None = None, state: str = "active",
-            push_statuses: tuple[int, ...] | None = None) -> Partner:
-    return Partner(
-        id=pid,
-        name=f"Partner {pid}",
-        user_id=f"user-{pid}",
-        app_key=f"key-{pid}",
-        secrets=(),
-        event_types=event_types,
-        state=state,  # type: ignore[arg-type]
-        delivery=DeliveryPrefs(push_statuses=push_statuses),
-    )
-
-
-def sub(pid: str = "p-a", event_type: int = INTRUSION, *, sub_type: int = 0,
-        levels: tuple[int, ...] = (1, 2, 3), dest: str = DEST_A) -> Subscription:
-    return Subscription(partner_id=pid, event_type=event_type, event_dest=dest,
-                        sub_type=sub_type, event_lvl=levels)
-
-
-def subscribed(p: Partner, body: Mapping[str, Any]) -> Subscription:
-    """The subscription an Artemis ``eventSubscriptionByEventTypes`` body creates (one type)."""
-    (s,) = subscriptions_for(p, parse_subscribe(dict(body)))
-    return s
-
-
-def receivers(record: EventRecord, subs: Sequence[Subscription], partners: Mapping[str, Partner],
-              statuses: Collection[int]) -> list[str]:
-    return [s.partner_id for s in matching(record, subs, partners, statuses)]
-
-
-# --- sanity of the fixtures: ingest classifies the way the cases assume ------------------------
+from tests.fixtures.builders import (
+    ACS,
+    DEFAULT_GLOBAL,
+    DEST_A,
+    DEST_B,
+    DROP,
+    INTRUSION,
+    NOW,
+    PARKING_ENTRY,
+    PAYLOADS,
+    VIDEO,
+    WITH_4,
+    WITH_5,
+    linkage_event,
+    partner,
+    payload_bytes,
+    raw_event,
+    receivers,
+    record_from_file,
+    records_from,
+    sub,
+    subscribed,
+)
 
 
 @pytest.mark.parametrize(
@@ -225,9 +117,9 @@ def test_b2_absent_sub_type_means_raw_only() -> None:
         pytest.param(2, (2, 3), linkage_event(event_lvl=1), False,
                      id="B3-subType2-level-not-in-list"),
         pytest.param(1, (0,), linkage_event(event_lvl=0), True, id="B3-explicit-level0"),
-        pytest.param(1, (1, 2, 3), linkage_event(event_lvl=_DROP), False,
+        pytest.param(1, (1, 2, 3), linkage_event(event_lvl=DROP), False,
                      id="B3-no-eventLvl-counts-as-0-not-in-1-2-3"),
-        pytest.param(1, (0,), linkage_event(event_lvl=_DROP), True,
+        pytest.param(1, (0,), linkage_event(event_lvl=DROP), True,
                      id="B3-no-eventLvl-counts-as-0-in-0"),
         pytest.param(2, (0, 1, 2, 3), linkage_event(event_lvl=None), True,
                      id="B3-null-eventLvl-counts-as-0-in-0-1-2-3"),
@@ -262,11 +154,11 @@ def test_b3_default_levels_follow_the_compatibility_spec() -> None:
     ("body", "event_lvl", "delivered"),
     [
         pytest.param({"subType": 1}, 0, False, id="B3-default-subType1-excludes-level0"),
-        pytest.param({"subType": 1}, _DROP, False, id="B3-default-subType1-excludes-absent-level"),
+        pytest.param({"subType": 1}, DROP, False, id="B3-default-subType1-excludes-absent-level"),
         pytest.param({"subType": 1}, 1, True, id="B3-default-subType1-low"),
         pytest.param({"subType": 1}, 3, True, id="B3-default-subType1-high"),
         pytest.param({"subType": 2}, 0, True, id="B3-default-subType2-includes-level0"),
-        pytest.param({"subType": 2}, _DROP, True, id="B3-default-subType2-includes-absent-level"),
+        pytest.param({"subType": 2}, DROP, True, id="B3-default-subType2-includes-absent-level"),
         pytest.param({"subType": 2}, 3, True, id="B3-default-subType2-high"),
         pytest.param({"subType": 1, "eventLvl": [3]}, 3, True, id="B3-explicit-eventLvl-3-high"),
         pytest.param({"subType": 1, "eventLvl": [3]}, 1, False, id="B3-explicit-eventLvl-3-low"),

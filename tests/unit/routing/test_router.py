@@ -1,4 +1,4 @@
-"""Unit tests of the routing handler's state keeping (bridge.routing.Router), without Kafka.
+"""Unit tests of the routing handler's state keeping (bridge.routing.router.Router), without Kafka.
 
 The transactional loop hands the handler source records and takes its outputs; these tests play
 the loop's part: they feed records, read the outputs, and rebuild a second handler from the
@@ -18,7 +18,7 @@ from bridge.registry.models import DeliveryPrefs, Partner, Subscription
 from bridge.routing.router import Router
 from bridge.runtime.txloop import Out, TransactionalLoop
 from bridge.settings import Settings
-from tests.unit.test_matching import INTRUSION, linkage_event, partner, raw_event, sub
+from tests.fixtures.builders import INTRUSION, linkage_event, partner, raw_event, sub
 
 SETTINGS = Settings(topic_prefix="t.", partitions=2, correlation_max_entries=10,
                     correlation_ttl_hours=1.0)

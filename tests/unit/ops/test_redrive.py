@@ -1,4 +1,4 @@
-"""Unit tests of bridge.redrive's pure part: a dead task's push body read back into its event."""
+"""Unit tests of bridge.ops.redrive's pure part: a dead task's push body read back into its event."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bridge.registry.models import DeliveryPrefs, Partner, Subscription
 from bridge.routing.correlation import merged_body, picture_body
 from bridge.routing.matching import route
 
-PAYLOADS = Path(__file__).resolve().parents[2] / "bridge" / "resources" / "payloads"
+PAYLOADS = Path(__file__).resolve().parents[3] / "bridge" / "resources" / "payloads"
 FILES = sorted(p.name for p in PAYLOADS.glob("*.json"))
 ALL_STATUSES = [0, 1, 2, 3, 4, 5]
 

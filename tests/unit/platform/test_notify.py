@@ -1,4 +1,4 @@
-"""Unit tests of bridge.notify: lenient, lossless parsing of OnEventNotify pushes."""
+"""Unit tests of bridge.platform.notify: lenient, lossless parsing of OnEventNotify pushes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from bridge.platform.notify import (
 )
 
 # The platform examples ship with the package (the simulator uses them); copied from shared/payloads.
-PAYLOADS = Path(__file__).resolve().parents[2] / "bridge" / "resources" / "payloads"
+PAYLOADS = Path(__file__).resolve().parents[3] / "bridge" / "resources" / "payloads"
 
 CST = timezone(timedelta(hours=8))
 

@@ -40,7 +40,7 @@ def test_a_task_and_its_delivered_outcome_have_the_same_key() -> None:
     from bridge.delivery.records import decode_outcome, encode_outcome, outcome
     from bridge.delivery.result import SendResult
     from bridge.routing.matching import route
-    from tests.unit.test_matching import partner, raw_event, sub
+    from tests.fixtures.builders import partner, raw_event, sub
 
     [task] = route(raw_event(event_id="K-1"), [sub("p-a", 131588)], {"p-a": partner("p-a")}, [0, 1, 2],
                    1_700_000_000.0)

@@ -1,4 +1,4 @@
-"""Tests of bridge.artemis_signing against the spec (docs: artemis-eventservice.md §2.1–2.4, §5).
+"""Tests of bridge.platform.artemis against the spec (docs: artemis-eventservice.md §2.1–2.4, §5).
 
 Client requests are built by an independent reference signer written here from the spec
 (plain hmac/hashlib/base64, one small function per client family), so a shared mistake in
