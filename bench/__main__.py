@@ -83,7 +83,7 @@ def machine() -> dict[str, Any]:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
-    from bridge.localkafka import pinned_version
+    from bridge.ops.localkafka import pinned_version
 
     versions["kafka (broker)"] = pinned_version()
     return {"cores": os.cpu_count(), "cpu": cpu, "memory": mem, "python": sys.version.split()[0],

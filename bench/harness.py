@@ -226,7 +226,7 @@ class Broker:
     """
 
     def __init__(self, port: int = DEFAULT_BROKER_PORT, heap: str = "768m") -> None:
-        from bridge.localkafka import LocalKafka
+        from bridge.ops.localkafka import LocalKafka
         from bridge.settings import Settings
 
         self.port = port
@@ -398,7 +398,7 @@ class BridgeStack:
         return child_env(self.settings)
 
     def start(self, worker: bool = True) -> BridgeStack:
-        from bridge.kafka import ensure_topics
+        from bridge.kafka.admin import ensure_topics
 
         ensure_topics(self.settings)
         self.api = spawn([sys.executable, "-m", "bridge", "api"], self.logs / f"{self.name}-api.log",
@@ -464,7 +464,7 @@ class BridgeStack:
         """Create partners with the admin API and subscribe each with a signed Artemis call."""
         import aiohttp
 
-        from bridge.artemis_signing import signed_headers
+        from bridge.platform.artemis import signed_headers
 
         refs: list[PartnerRef | None] = [None] * len(dests)
         sem = asyncio.Semaphore(concurrency)
@@ -508,9 +508,15 @@ class BridgeStack:
         """
         from confluent_kafka import Producer
 
-        from bridge.kafka import client_config
-        from bridge.partners import SecretBox, new_app_secret
-        from bridge.registry import EncryptedSecret, Partner, Subscription, encode_partner, encode_subscription
+        from bridge.kafka.config import client_config
+        from bridge.registry.models import (
+            EncryptedSecret,
+            Partner,
+            Subscription,
+            encode_partner,
+            encode_subscription,
+        )
+        from bridge.registry.partners import SecretBox, new_app_secret
         from bridge.topics import topic_table
 
         t0 = time.perf_counter()
@@ -562,7 +568,7 @@ class BridgeStack:
         """Latencies (ms) of ``n`` signed Artemis calls by one partner."""
         import aiohttp
 
-        from bridge.artemis_signing import signed_headers
+        from bridge.platform.artemis import signed_headers
 
         out = []
         async with aiohttp.ClientSession() as http:
@@ -613,12 +619,12 @@ class Push:
 
 def build_pushes(events: int, seed: int = 7, families: Sequence[str] = ("acs",),
                  event_type: int | None = None, max_per_push: int | None = None) -> list[Push]:
-    """``events`` events in realistic pushes (bridge.simulate), numbered 0..events-1.
+    """``events`` events in realistic pushes (bridge.ops.simulate), numbered 0..events-1.
 
     Access-control pushes carry 1-6 events each (door controllers' bursts). ``event_type`` forces
     one type on every event (the fan-out scenario); ``max_per_push=1`` gives one event per push.
     """
-    from bridge.simulate import Simulator
+    from bridge.ops.simulate import Simulator
 
     sim = Simulator(rate=1000.0, families=families, seed=seed)
     out: list[Push] = []
@@ -758,7 +764,7 @@ def produce_raw(bootstrap: str, topic: str, pushes: Sequence[Push], rate: float 
 
 def kafka_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     """The bridge's client configuration (security settings from BRIDGE_KAFKA_*) for ``bootstrap``."""
-    from bridge.kafka import client_config
+    from bridge.kafka.config import client_config
     from bridge.settings import get_settings
 
     return client_config(get_settings().model_copy(update={"kafka_bootstrap": bootstrap}), **overrides)

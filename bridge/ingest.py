@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.events import EVENT_HEADROOM, EventRecord
-from bridge.kafka import AsyncProducer
+from bridge.kafka.producer import AsyncProducer
 from bridge.logfilters import Throttle
-from bridge.notify import ParseResult, PlatformEvent, parse_notify
+from bridge.platform.notify import ParseResult, PlatformEvent, parse_notify
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

@@ -51,7 +51,7 @@ OTHER_TYPE_BASE = 1_000_000
 
 def _records(pushes: Sequence[Any]) -> list[Any]:
     from bridge.ingest import to_records
-    from bridge.notify import parse_notify
+    from bridge.platform.notify import parse_notify
 
     out = []
     for push in pushes:
@@ -61,7 +61,8 @@ def _records(pushes: Sequence[Any]) -> list[Any]:
 
 def _view(n: int, matching: int) -> Any:
     """A RegistryView (not started) holding ``n`` partners; the first ``matching`` take ACS_TYPES."""
-    from bridge.registry import EncryptedSecret, Partner, RegistryView, Subscription
+    from bridge.registry.models import EncryptedSecret, Partner, Subscription
+    from bridge.registry.view import RegistryView
     from bridge.settings import Settings
 
     view = RegistryView(Settings(kafka_bootstrap="127.0.0.1:1"))
@@ -78,7 +79,7 @@ def _view(n: int, matching: int) -> Any:
 
 
 def _time_route(view: Any, records: Sequence[Any], repeat: int = 3) -> dict[str, Any]:
-    from bridge.matching import route
+    from bridge.routing.matching import route
 
     statuses = [0, 1, 2]
     view.by_event_type(records[0].event_type)  # build the index outside the timing
@@ -143,8 +144,8 @@ def run(ctx: Context, sizes: Sequence[int] = (10, 1000, 10000), events: int = 15
         for n in sizes:
             group = f"s5-{n}"
             stack = BridgeStack(ctx.bootstrap, f"s5-{n}", logs, watch)
-            from bridge.kafka import ensure_topics
-            from bridge.partners import new_app_secret
+            from bridge.kafka.admin import ensure_topics
+            from bridge.registry.partners import new_app_secret
 
             ensure_topics(stack.settings)
             secret = new_app_secret()

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from bridge.artemis_signing import SignedRequest, verify
 from bridge.errors import AuthError, InvalidInput
-from bridge.registry import Partner
+from bridge.platform.artemis import SignedRequest, verify
+from bridge.registry.models import Partner
 
 log = logging.getLogger("bridge.api")
 _bearer = HTTPBearer(auto_error=False, description="BRIDGE_ADMIN_TOKEN")

@@ -13,15 +13,16 @@ from prometheus_client import make_asgi_app
 from bridge import __version__
 from bridge.api.limits import BodyLimit
 from bridge.api.metrics import RequestMetrics
+from bridge.api.nonces import KafkaNonceStore
 from bridge.api.problems import install_error_handlers
 from bridge.api.routes import admin, artemis, health, ingest, replays
-from bridge.artemis_signing import NonceCache, NonceStore
+from bridge.feeds.replay_jobs import ReplayJobs
 from bridge.ingest import Ingest
-from bridge.kafka import AsyncProducer
-from bridge.nonces import KafkaNonceStore
-from bridge.partners import PartnerService
-from bridge.registry import RegistryView, RegistryWriter
-from bridge.replay_jobs import ReplayJobs
+from bridge.kafka.producer import AsyncProducer
+from bridge.platform.artemis import NonceCache, NonceStore
+from bridge.registry.partners import PartnerService
+from bridge.registry.view import RegistryView
+from bridge.registry.writer import RegistryWriter
 from bridge.settings import Settings
 from bridge.urlpolicy import UrlPolicy
 

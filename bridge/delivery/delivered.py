@@ -20,11 +20,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from bridge.delivery.records import millis
 from bridge.events import DeliveryTask
-from bridge.kafka import read_to_end
+from bridge.kafka.reader import TopicReader
 
 
 def instance_key(delivery_id: str, ingested_ms: int | None) -> str:
@@ -83,21 +81,17 @@ def read_recent(config: dict[str, Any], topic: str, partitions: Iterable[int], s
     numbers = sorted(set(partitions))
     if not numbers:
         return []
-    reader = Consumer({**config, "enable.auto.commit": False})
-    try:
-        starts = reader.offsets_for_times(
-            [TopicPartition(topic, p, int(since * 1000)) for p in numbers], timeout=10)
-    finally:
-        reader.close()
-    # -1: nothing written since then in that partition.
-    live = [tp for tp in starts if tp.offset >= 0]
     found: list[tuple[str, float]] = []
-    for message in read_to_end(config, live, timeout_s) if live else ():
-        try:
-            record = decode(message.value())
-        except Exception:  # noqa: BLE001 - an unreadable outcome only costs a duplicate
-            continue
-        if record.get("result") == "delivered":
-            at = (_epoch_ms(record["attempted_at"]) or 0) / 1000
-            found.append((instance_key(record["delivery_id"], _epoch_ms(record.get("ingested_at"))), at))
+    with TopicReader(config, topic) as reader:
+        # None: nothing written since then in that partition.
+        ranges = {p: (first, None) for p, first in reader.offsets_at(since, numbers).items()
+                  if first is not None}
+        for message in reader.read(ranges, timeout_s=timeout_s):
+            try:
+                record = decode(message.value())
+            except Exception:  # noqa: BLE001 - an unreadable outcome only costs a duplicate
+                continue
+            if record.get("result") == "delivered":
+                at = (_epoch_ms(record["attempted_at"]) or 0) / 1000
+                found.append((instance_key(record["delivery_id"], _epoch_ms(record.get("ingested_at"))), at))
     return found

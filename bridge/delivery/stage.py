@@ -5,8 +5,8 @@ from __future__ import annotations
 from bridge.delivery.sender import PartnerSender, build_clients, close_clients
 from bridge.delivery.worker import DeliveryWorker
 from bridge.errors import ConfigError
-from bridge.partners import SecretBox
-from bridge.registry import Partner
+from bridge.registry.models import Partner
+from bridge.registry.partners import SecretBox
 from bridge.runtime.worker import Stage, Worker
 from bridge.settings import Settings
 from bridge.urlpolicy import UrlPolicy

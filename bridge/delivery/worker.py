@@ -38,8 +38,10 @@ from bridge.delivery.retry import RetryPolicy
 from bridge.delivery.sender import PartnerSender, prepare
 from bridge.errors import BridgeError
 from bridge.events import DeliveryTask
-from bridge.kafka import AsyncProducer, client_config
-from bridge.registry import Partner, RegistryView
+from bridge.kafka.config import client_config
+from bridge.kafka.producer import AsyncProducer
+from bridge.registry.models import Partner
+from bridge.registry.view import RegistryView
 from bridge.settings import Settings
 from bridge.topics import retry_tier_name, topic_table
 

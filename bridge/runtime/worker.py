@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import uvloop
 from prometheus_client import start_http_server
 
-from bridge.kafka import AsyncProducer
-from bridge.registry import RegistryView
+from bridge.kafka.producer import AsyncProducer
+from bridge.registry.view import RegistryView
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge.worker")

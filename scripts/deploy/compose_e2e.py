@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bridge.artemis_signing import signed_headers
+from bridge.platform.artemis import signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 API = f"http://127.0.0.1:{os.environ['API_PORT']}"

@@ -39,9 +39,9 @@ rootfs_image "$BASE_IMAGE" "python3,python3-venv,ca-certificates"
 
 if ! docker image inspect "$KAFKA_IMAGE" >/dev/null 2>&1; then
     rootfs_image "$JRE_IMAGE" "openjdk-17-jre-headless,ca-certificates"
-    version="$("$BIN/python" -c 'from bridge.localkafka import pinned_version; print(pinned_version())')"
+    version="$("$BIN/python" -c 'from bridge.ops.localkafka import pinned_version; print(pinned_version())')"
     libs="$("$BIN/python" -c '
-from bridge.localkafka import LocalKafka
+from bridge.ops.localkafka import LocalKafka
 from bridge.settings import get_settings
 print(LocalKafka(get_settings().cache_dir).fetch())')"
     [ "$KAFKA_IMAGE" = "${KAFKA_IMAGE%:*}:$version" ] || echo "images.sh: note: $KAFKA_IMAGE holds Kafka $version"

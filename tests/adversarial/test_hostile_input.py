@@ -31,14 +31,14 @@ from pydantic import SecretStr
 
 from bridge.events import EVENT_HEADROOM
 from bridge.ingest import MAX_PARAMS_BYTES, MAX_REJECTED_LISTED, REJECTED_EVENT_PREFIX, to_records
-from bridge.kafka import ensure_topics
-from bridge.notify import MAX_EVENT_DEPTH, parse_notify
+from bridge.kafka.admin import ensure_topics
+from bridge.platform.notify import MAX_EVENT_DEPTH, parse_notify
 from bridge.settings import Settings
+from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
 from tests.fixtures.kafka import Broker
 from tests.fixtures.partner import FakePartner, serving_fake_partner
 from tests.fixtures.processes import BridgeProcess, start_api, start_worker
-from tests.integration.stack import payload, read_topic
-from tests.integration.test_artemis_api import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.stack import payload, read_topic
 
 pytestmark = pytest.mark.integration
 

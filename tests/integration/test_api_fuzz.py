@@ -38,7 +38,7 @@ from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 
 from bridge.api import create_app
-from bridge.kafka import ensure_topics
+from bridge.kafka.admin import ensure_topics
 from bridge.settings import Settings
 
 pytestmark = pytest.mark.integration

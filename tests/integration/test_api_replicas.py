@@ -8,7 +8,6 @@ their api dies or is stopped). The measured delays are printed (run with ``-s``)
 from __future__ import annotations
 
 import copy
-import os
 import signal
 import socket
 import subprocess
@@ -26,8 +25,8 @@ import pytest
 
 from bridge.events import DeliveryTask
 from bridge.settings import Settings, child_env
-from tests.integration.stack import ADMIN, payload, read_topic, stack_settings
-from tests.integration.test_artemis_api import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.stack import ADMIN, payload, read_topic, stack_settings
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,8 @@
 """Partners and the Artemis subscription API over the real broker.
 
-Requests are signed by ``ArtemisClient`` below, an independent implementation written from the
-compatibility spec (§2.2): it does not use the server's signing module.
+Requests are signed by ``ArtemisClient`` (tests/fixtures/artemis.py), an independent
+implementation written from the compatibility spec (§2.2): it does not use the server's signing
+module.
 """
 
 from __future__ import annotations
@@ -11,12 +12,8 @@ import hashlib
 import hmac
 import json
 import re
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,54 +22,22 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.api import create_app
-from bridge.kafka import client_config, ensure_topics
-from bridge.registry import RegistryView
-from bridge.settings import Settings, child_env
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import client_config
+from bridge.registry.view import RegistryView
+from bridge.settings import Settings
+from tests.fixtures.artemis import (
+    ADMIN_TOKEN,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    VIEW,
+    ArtemisClient,
+    admin_headers,
+    make_partner,
+)
+from tests.fixtures.cli import run_cli
 
 pytestmark = pytest.mark.integration
-
-BASE = "/artemis/api/eventService/v1"
-SUBSCRIBE = f"{BASE}/eventSubscriptionByEventTypes"
-UNSUBSCRIBE = f"{BASE}/eventUnSubscriptionByEventTypes"
-VIEW = f"{BASE}/eventSubscriptionView"
-ADMIN_TOKEN = "test-admin-token"
-
-
-@dataclass
-class ArtemisClient:
-    """Signs like the official Java SDK: Accept, Content-Type, x-ca-key/nonce/timestamp (ms)."""
-
-    http: TestClient
-    app_key: str
-    app_secret: str
-
-    def headers(self, path: str, body: bytes, *, timestamp_ms: int | None = None,
-                nonce: str | None = None, content_md5: bool = False,
-                secret: str | None = None) -> dict[str, str]:
-        custom = {
-            "x-ca-key": self.app_key,
-            "x-ca-nonce": nonce or str(uuid.uuid4()),
-            "x-ca-timestamp": str(timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)),
-        }
-        lines = ["POST", "*/*"]
-        headers = {"Accept": "*/*", "Content-Type": "application/json"}
-        if content_md5:
-            md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-            headers["Content-MD5"] = md5
-            lines.append(md5)
-        lines.append("application/json")
-        lines += [f"{k}:{custom[k]}" for k in sorted(custom)]
-        lines.append(path)
-        digest = hmac.new((secret or self.app_secret).encode(), "\n".join(lines).encode(),
-                          hashlib.sha256).digest()
-        return {**headers, **custom,
-                "x-ca-signature-headers": ",".join(sorted(custom)),
-                "x-ca-signature": base64.b64encode(digest).decode()}
-
-    def post(self, path: str, payload: Any = None, **kw: Any) -> Any:
-        body = b"" if payload is None else json.dumps(payload).encode()
-        return self.http.post(path, content=body, headers=self.headers(path, body, **kw))
-
 
 @pytest.fixture
 def api_settings(kafka_settings: Settings) -> Settings:
@@ -93,24 +58,9 @@ def http(api_settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def admin_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def make_partner(http: TestClient, event_types: list[int] | None = None, name: str = "acme") -> ArtemisClient:
-    answer = http.post("/admin/v1/partners", headers=admin_headers(),
-                       json={"name": name, "userId": "admin", "eventTypes": event_types})
-    assert answer.status_code == 201, answer.text
-    body = answer.json()
-    return ArtemisClient(http, body["appKey"], body["appSecret"])
-
-
 def cli_create_partner(settings: Settings, name: str, types: str) -> tuple[str, str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bridge", "partner", "create", "--name", name, "--user-id", "admin",
-         "--event-types", types],
-        capture_output=True, text=True, env={**child_env(settings), "COLUMNS": "200"}, timeout=120,
-    )
+    out = run_cli(settings, "partner", "create", "--name", name, "--user-id", "admin",
+                  "--event-types", types)
     assert out.returncode == 0, out.stderr
     app_key = re.search(r"appKey\s+(\d+)", out.stdout)
     secret = re.search(r"appSecret\s+(\w+)", out.stdout)
@@ -143,14 +93,11 @@ def test_cli_partner_subscribes_views_unsubscribes(api_settings: Settings, http:
     assert client.post(UNSUBSCRIBE, {"eventTypes": [196893, 198914]}).json()["code"] == "0"
     assert client.post(VIEW).json()["data"] == {"detail": []}
 
-    listed = subprocess.run([sys.executable, "-m", "bridge", "partner", "list"], capture_output=True,
-                            text=True, env={**child_env(api_settings), "COLUMNS": "200"}, timeout=120)
+    listed = run_cli(api_settings, "partner", "list")
     assert partner_id in listed.stdout and "cli-partner" in listed.stdout
 
-    changed = subprocess.run(
-        [sys.executable, "-m", "bridge", "partner", "set", partner_id, "--linkage-mode", "merged",
-         "--picture-mode", "attach", "--push-statuses", "0,1,2,5"],
-        capture_output=True, text=True, env={**child_env(api_settings), "COLUMNS": "200"}, timeout=120)
+    changed = run_cli(api_settings, "partner", "set", partner_id, "--linkage-mode", "merged",
+                      "--picture-mode", "attach", "--push-statuses", "0,1,2,5")
     assert changed.returncode == 0, changed.stderr
     # The CLI wrote to Kafka; this API instance sees it when its view applies the record.
     for _ in range(50):
@@ -160,8 +107,7 @@ def test_cli_partner_subscribes_views_unsubscribes(api_settings: Settings, http:
             break
         time.sleep(0.1)
     assert (shown["linkageMode"], shown["pictureMode"], shown["pushStatuses"]) == ("merged", "attach", [0, 1, 2, 5])
-    bad = subprocess.run([sys.executable, "-m", "bridge", "partner", "set", partner_id, "--linkage-mode", "x"],
-                         capture_output=True, text=True, env=child_env(api_settings), timeout=120)
+    bad = run_cli(api_settings, "partner", "set", partner_id, "--linkage-mode", "x")
     assert bad.returncode == 1 and "linkageMode" in bad.stderr
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.localkafka import pinned_version
+from bridge.ops.localkafka import pinned_version
 from tests.fixtures.kafka import Broker
 
 pytestmark = pytest.mark.integration

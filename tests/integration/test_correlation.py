@@ -15,10 +15,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from bridge.events import EventRecord
+from bridge.kafka.config import client_config
 from bridge.settings import Settings
-from bridge.kafka import client_config
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import Stack, payload, read_topic, running_stack, stack_settings
+from tests.fixtures.stack import Stack, payload, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 LINK0 = "linkage_event_rule_status0_SYNTHETIC.json"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,10 +13,11 @@ from fastapi.testclient import TestClient
 
 from bridge.delivery import signing
 from bridge.events import DeliveryTask
-from bridge.settings import Settings, child_env
-from bridge.kafka import client_config
+from bridge.kafka.config import client_config
+from bridge.settings import Settings
+from tests.fixtures.cli import run_cli
 from tests.fixtures.partner import FakePartner, closed_port
-from tests.integration.stack import (
+from tests.fixtures.stack import (
     ADMIN,
     Stack,
     outcomes,
@@ -128,12 +127,9 @@ def test_410_is_dead_at_once_and_redrive_delivers_with_same_id(stack: Stack,
     assert by_partner[toggled]["attempts"] == 4
 
     fake_partner.heal("f")
-    env = {**child_env(stack.settings), "COLUMNS": "200"}
-    listed = subprocess.run([sys.executable, "-m", "bridge", "dlq", "list", "--partner", toggled],
-                            capture_output=True, text=True, env=env, timeout=120)
+    listed = run_cli(stack.settings, "dlq", "list", "--partner", toggled)
     assert listed.returncode == 0 and "e-7" in listed.stdout and "1 dead letters" in listed.stdout
-    redriven = subprocess.run([sys.executable, "-m", "bridge", "dlq", "redrive", "--partner", toggled],
-                              capture_output=True, text=True, env=env, timeout=120)
+    redriven = run_cli(stack.settings, "dlq", "redrive", "--partner", toggled)
     assert redriven.returncode == 0 and "re-enqueued 1 dead letters" in redriven.stdout
     [ok] = fake_partner.wait_ok("/toggle/f", 1)
     failed = [r for r in fake_partner.all("/toggle/f") if r.answered == 500]
@@ -162,7 +158,7 @@ def test_dead_partner_does_not_hold_up_a_healthy_one(stack: Stack, fake_partner:
 def test_signed_pushes_verify_with_the_partner_secret(stack: Stack, fake_partner: FakePartner) -> None:
     answer = stack.http.post("/admin/v1/partners", headers=ADMIN, json={
         "name": "signed", "userId": "u", "delivery": {"signing": True}}).json()
-    from tests.integration.test_artemis_api import SUBSCRIBE, ArtemisClient
+    from tests.fixtures.artemis import SUBSCRIBE, ArtemisClient
 
     client = ArtemisClient(stack.http, answer["appKey"], answer["appSecret"])
     client.post(SUBSCRIBE, {"eventTypes": [196883], "eventDest": fake_partner.url("/ok/signed")})
@@ -262,7 +258,7 @@ def test_two_workers_one_stopped_mid_load(kafka_settings: Settings, fake_partner
 
 
 def test_broker_restart_mid_load(broker: object, unique: object, fake_partner: FakePartner) -> None:
-    from bridge.localkafka import LocalKafka
+    from bridge.ops.localkafka import LocalKafka
 
     local = LocalKafka(Settings().cache_dir, 29692)
     local.start()

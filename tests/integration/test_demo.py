@@ -11,9 +11,10 @@ from confluent_kafka import Producer
 
 from bridge.delivery.records import encode_outcome, outcome
 from bridge.delivery.result import SendResult
-from bridge.demo import PARTNERS, LiveCounts, Receiver
 from bridge.events import DeliveryTask
-from bridge.kafka import client_config, ensure_topics
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import client_config
+from bridge.ops.demo import PARTNERS, LiveCounts, Receiver
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

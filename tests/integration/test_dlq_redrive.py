@@ -7,8 +7,6 @@ is settled, and a second redrive sends nothing.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +15,10 @@ from typing import Any
 import pytest
 
 from bridge.events import DeliveryTask
-from bridge.settings import Settings, child_env
+from bridge.settings import Settings
+from tests.fixtures.cli import run_cli
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import (
+from tests.fixtures.stack import (
     ADMIN,
     SUBSCRIBE,
     ArtemisClient,
@@ -90,9 +89,7 @@ def redrive(stack: Stack, **body: Any) -> dict[str, Any]:
 
 
 def cli(stack: Stack, *args: str) -> str:
-    env = {**child_env(stack.settings), "COLUMNS": "250"}
-    done = subprocess.run([sys.executable, "-m", "bridge", "dlq", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
+    done = run_cli(stack.settings, "dlq", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from bridge.settings import Settings, child_env
+from bridge.settings import Settings
+from tests.fixtures.cli import run_cli
 from tests.fixtures.partner import FakePartner, closed_port
-from tests.integration.stack import ADMIN, running_stack, stack_settings
+from tests.fixtures.stack import ADMIN, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +38,5 @@ def test_doctor_names_each_faq_cause(kafka_settings: Settings, fake_partner: Fak
         answered = next(c for q, c in good.items() if "answer" in q)
         assert "delivered" in answered["detail"]
 
-        cli = subprocess.run([sys.executable, "-m", "bridge", "doctor", broken], capture_output=True,
-                             text=True, env={**child_env(settings), "COLUMNS": "200"}, timeout=120)
+        cli = run_cli(settings, "doctor", broken)
         assert cli.returncode == 1 and "FAIL" in cli.stdout and "subType" in cli.stdout

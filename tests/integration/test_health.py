@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
-
 from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.api import create_app
-from bridge.kafka import ensure_topics
+from bridge.kafka.admin import ensure_topics
 from bridge.settings import Settings
 
 pytestmark = pytest.mark.integration

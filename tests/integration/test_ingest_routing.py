@@ -14,16 +14,17 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.api import create_app
-from bridge.kafka import client_config, ensure_topics
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import client_config
 from bridge.settings import Settings
-from tests.integration.stack import Worker, payload
-from tests.integration.stack import stack_settings as shared_stack_settings
-from tests.integration.test_artemis_api import (
+from tests.fixtures.artemis import (
     SUBSCRIBE,
     ArtemisClient,
     admin_headers,
     make_partner,
 )
+from tests.fixtures.stack import Worker, payload
+from tests.fixtures.stack import stack_settings as shared_stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +228,7 @@ def test_partly_invalid_push_keeps_valid_events(stack_settings: Settings, http: 
 
 
 def test_kafka_down_answers_503_then_recovers(broker: object, unique: Any) -> None:
-    from bridge.localkafka import LocalKafka
+    from bridge.ops.localkafka import LocalKafka
 
     local = LocalKafka(Settings().cache_dir, 29592)
     local.start()

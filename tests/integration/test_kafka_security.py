@@ -12,11 +12,12 @@ import pytest
 from pydantic import SecretStr
 
 from bridge.errors import KafkaUnavailable
-from bridge.kafka import check_connection, ensure_topics
-from bridge.localkafka import LocalKafka
+from bridge.kafka.admin import ensure_topics
+from bridge.kafka.config import check_connection
+from bridge.ops.localkafka import LocalKafka
 from bridge.settings import Settings, child_env
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import running_stack, stack_settings
+from tests.fixtures.stack import running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 # Its own broker (PLAINTEXT port, controller port + 1, SASL_SSL port + 2), next to the suite's one.

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.localkafka import LocalKafka
+from bridge.ops.localkafka import LocalKafka
 from bridge.settings import Settings, child_env
 
 pytestmark = pytest.mark.integration

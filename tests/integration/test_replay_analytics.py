@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,10 +14,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bridge.settings import Settings, child_env
-from bridge.kafka import client_config
+from bridge.kafka.config import client_config
+from bridge.settings import Settings
+from tests.fixtures.cli import run_cli
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import ADMIN, Stack, read_topic, running_stack, stack_settings
+from tests.fixtures.stack import ADMIN, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -32,11 +31,6 @@ def iso(moment: float) -> str:
 def replayed(fake: FakePartner, prefix: str) -> list[str]:
     return sorted(r.json()["params"]["events"][0]["eventId"] for r in fake.ok(prefix)
                   if r.headers.get("X-Bridge-Replay") == "replay")
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True, text=True,
-                          env={**child_env(settings), "COLUMNS": "200"}, timeout=180)
 
 
 @pytest.fixture
@@ -69,13 +63,13 @@ def outage(kafka_settings: Settings, fake_partner: FakePartner) -> Any:
 
 def test_replay_of_the_window_delivers_exactly_the_missed_events(outage: Any, fake_partner: FakePartner) -> None:
     stack, pid, start, end = outage
-    dry = cli(stack.settings, "replay", "--partner", pid, "--from-time", iso(start), "--to-time", iso(end),
+    dry = run_cli(stack.settings, "replay", "--partner", pid, "--from-time", iso(start), "--to-time", iso(end),
               "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would enqueue 10 deliveries" in dry.stdout
     assert replayed(fake_partner, "/toggle/p") == []  # a dry run sends nothing
 
-    run = cli(stack.settings, "replay", "--partner", pid, "--from-time", iso(start), "--to-time", iso(end))
+    run = run_cli(stack.settings, "replay", "--partner", pid, "--from-time", iso(start), "--to-time", iso(end))
     assert run.returncode == 0, run.stderr
     assert "enqueued 10 deliveries" in run.stdout
     expected = sorted([f"window-{i}" for i in range(6)] + [f"video-{i}" for i in range(4)])
@@ -125,7 +119,7 @@ def test_replay_errors_and_cancellation(outage: Any) -> None:
     cancelled = stack.http.delete(f"/admin/v1/replays/{slow.json()['id']}", headers=ADMIN).json()
     assert cancelled["state"] == "cancelled" and cancelled["enqueued"] < 20
 
-    cli_unknown = cli(stack.settings, "replay", "--partner", "p-nope", "--from-time", iso(start))
+    cli_unknown = run_cli(stack.settings, "replay", "--partner", "p-nope", "--from-time", iso(start))
     assert cli_unknown.returncode == 1 and "no partner" in cli_unknown.stderr
 
 
@@ -200,7 +194,7 @@ def test_analytics_feed_and_export_read_with_fastavro_only(kafka_settings: Setti
         assert by_id["lk-0"]["linkage"] is True and by_id["lk-0"]["event_lvl"] == 2
 
         out = tmp_path / "export"
-        result = cli(settings, "export", "--topic", "events", "--from-time", iso(start), "--out", str(out))
+        result = run_cli(settings, "export", "--topic", "events", "--from-time", iso(start), "--out", str(out))
         assert result.returncode == 0, result.stderr
         exported: list[dict[str, Any]] = []
         for path in sorted(out.glob("events-*.avro")):
@@ -211,7 +205,7 @@ def test_analytics_feed_and_export_read_with_fastavro_only(kafka_settings: Setti
         assert {r["event_id"] for r in exported} == set(by_id)
 
         outcomes_out = tmp_path / "outcomes"
-        result = cli(settings, "export", "--topic", "outcomes", "--from-time", iso(start), "--out",
+        result = run_cli(settings, "export", "--topic", "outcomes", "--from-time", iso(start), "--out",
                      str(outcomes_out))
         assert result.returncode == 0, result.stderr
         rows: list[dict[str, Any]] = []

@@ -6,7 +6,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from bridge.errors import TopicError
-from bridge.kafka import client_config, ensure_topics, missing_topics
+from bridge.kafka.admin import ensure_topics, missing_topics
+from bridge.kafka.config import client_config
 from bridge.settings import Settings
 from bridge.topics import topic_table
 

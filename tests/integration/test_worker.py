@@ -6,7 +6,6 @@ import signal
 import socket
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,11 @@ from typer.testing import CliRunner
 
 from bridge.cli import app
 from bridge.events import DeliveryTask
-from bridge.kafka import client_config, read_to_end
+from bridge.kafka.config import client_config
+from bridge.kafka.reader import BEGINNING, TopicReader
 from bridge.settings import Settings
 from tests.fixtures.partner import FakePartner
-from tests.integration.stack import Stack, Worker, read_topic, running_stack, stack_settings
+from tests.fixtures.stack import Stack, Worker, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +59,10 @@ def _all_settled(settings: Settings) -> bool:
     """
     topic = settings.topic_prefix + "deliveries"
     partitions = range(settings.partitions)
-    config = client_config(settings, **{"group.id": f"read-{uuid.uuid4().hex}"})
     ends = {p: -1001 for p in partitions}  # -1001: nothing committed (a partition without tasks)
-    for message in read_to_end(config, [TopicPartition(topic, p, -2) for p in partitions], 30):
-        ends[message.partition()] = message.offset() + 1
+    with TopicReader.of(settings, topic, "read") as reader:
+        for message in reader.read({p: (BEGINNING, None) for p in partitions}, timeout_s=30):
+            ends[message.partition()] = message.offset() + 1
     group = Consumer(client_config(settings, **{"group.id": f"{settings.app_id}-delivery"}))
     try:
         committed = group.committed([TopicPartition(topic, p) for p in partitions], timeout=10)

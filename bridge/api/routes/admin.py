@@ -8,11 +8,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge import readback, redrive
 from bridge.api.deps import AdminDep, ServicesDep
+from bridge.delivery import readback
 from bridge.errors import InvalidInput
+from bridge.ops import redrive
+from bridge.registry.subscriptions import view_data
 from bridge.settings import KNOWN_STATUSES
-from bridge.subscriptions import view_data
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[AdminDep])
 
@@ -118,7 +119,7 @@ async def partner_deliveries(partner_id: str, svc: ServicesDep, limit: int = 50)
 @router.get("/partners/{partner_id}/doctor")
 async def partner_doctor(partner_id: str, svc: ServicesDep) -> dict[str, Any]:
     """The seed FAQ's troubleshooting steps, answered for this partner."""
-    from bridge import doctor
+    from bridge.ops import doctor
 
     svc.partners.get(partner_id)
     checks = await doctor.diagnose(svc.settings, svc.view, partner_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from bridge.api.deps import PartnerDep, ServicesDep, json_body
 from bridge.api.problems import CODE_DEST_REFUSED, CODE_FORBIDDEN_TYPES, artemis_envelope
-from bridge.subscriptions import (
+from bridge.registry.subscriptions import (
     forbidden_types,
     parse_event_types,
     parse_subscribe,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bridge.errors import KafkaUnavailable
-from bridge.kafka import missing_topics
+from bridge.kafka.admin import missing_topics
 
 router = APIRouter(tags=["health"])
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge import replay as rp
 from bridge.api.deps import AdminDep, ServicesDep
+from bridge.feeds import replay as rp
 
 router = APIRouter(prefix="/admin/v1/replays", tags=["replay"], dependencies=[AdminDep])
 
