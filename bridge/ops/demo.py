@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -92,6 +92,11 @@ class Receiver:
         return handle
 
 
+#: What a partition created a moment ago answers until its leader is known everywhere.
+_NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
 class LiveCounts:
     """Counts, per partner, delivery tasks routed and delivery outcomes (from the topics).
 
@@ -115,9 +120,23 @@ class LiveCounts:
         at = [TopicPartition(topic, p, int(since * 1000)) for topic in topics
               for p in metadata.topics[topic].partitions]
         # An offset of -1 (no record at or after ``since`` yet) means the partition's end.
-        self._consumer.assign(self._consumer.offsets_for_times(at, timeout=10))
+        self._consumer.assign(self._offsets_for_times(at))
         self._thread = threading.Thread(target=self._run, daemon=True, name="demo-counts")
         self._thread.start()
+
+    def _offsets_for_times(self, at: list[TopicPartition], timeout_s: float = 60.0) -> list[TopicPartition]:
+        # Right after `topics create` (a first `make run`) the new partitions may have no leader
+        # yet: the broker answers NOT_LEADER_FOR_PARTITION for a moment (seen on a fresh clone).
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return list(self._consumer.offsets_for_times(at, timeout=10))
+            except KafkaException as exc:
+                error = exc.args[0]
+                if (not isinstance(error, KafkaError) or error.code() not in _NOT_READY
+                        or time.monotonic() > deadline):
+                    raise
+                time.sleep(0.5)
 
     def _run(self) -> None:
         while not self._stop.is_set():
