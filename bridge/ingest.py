@@ -203,12 +203,13 @@ class Ingest:
             batch.append((self.events_topic, key, data, None))
             accepted.append(record)
 
-        rejected = [{"index": index, "field": found[0][0], "message": "; ".join(m for _, m in found)}
-                    for index, found in sorted(problems.items())]
+        rejected_indexes = sorted(problems)
+        rejected = [{"index": index, "field": problems[index][0][0],
+                     "message": "; ".join(m for _, m in problems[index])} for index in rejected_indexes]
         raw_events = result.raw_events
         budget, spent = max(4 * len(body), REJECTED_BYTES_FLOOR), 0
         overflow: list[int] = []
-        for index in sorted(problems):
+        for index in rejected_indexes:
             if spent > budget:
                 overflow.append(index)
                 continue

@@ -37,6 +37,7 @@ from bridge.settings import Settings
 from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
 from tests.fixtures.kafka import Broker
 from tests.fixtures.partner import FakePartner, serving_fake_partner
+from tests.fixtures.polling import eventually
 from tests.fixtures.processes import BridgeProcess, start_api, start_worker
 from tests.fixtures.stack import payload, read_topic
 
@@ -82,13 +83,16 @@ class Hostile:
         event_id = f"fresh-{tag}-{uuid.uuid4().hex[:8]}"
         answer = self.push(push_of(event(event_id)))
         assert answer.status_code == 200 and answer.json()["data"] is None, answer.text
+        self.wait_delivered(event_id, f"after {tag}")
+
+    def wait_delivered(self, event_id: str, when: str) -> None:
+        """The receiver got a push carrying ``event_id`` (fails with the worker's log tail)."""
         marker = json.dumps(event_id).encode()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if any(marker in r.body for r in self.receiver.ok(self.dest_path)):
-                return
-            time.sleep(0.2)
-        pytest.fail(f"{event_id} was not delivered after {tag}; worker log:\n{self.worker.log()[-3000:]}")
+        try:
+            eventually(lambda: any(marker in r.body for r in self.receiver.ok(self.dest_path)),
+                       f"{event_id} delivered {when}", timeout=120)
+        except pytest.fail.Exception:
+            pytest.fail(f"{event_id} was not delivered {when}; worker log:\n{self.worker.log()[-3000:]}")
 
     def rejected_reason(self, needle: str, timeout: float = 60) -> list[dict[str, Any]]:
         """Rejected records whose source or reason mentions ``needle`` (waits for at least one)."""
@@ -175,11 +179,7 @@ def test_the_largest_carried_event_is_delivered_and_one_byte_more_is_refused(hos
 
     answer = hostile.push(push_of(fits))
     assert answer.status_code == 200 and answer.json()["data"] is None, answer.text
-    marker = json.dumps(fits["eventId"]).encode()
-    deadline = time.monotonic() + 120
-    while not any(marker in r.body for r in hostile.receiver.ok(hostile.dest_path)):
-        assert time.monotonic() < deadline, "the largest carried event was not delivered"
-        time.sleep(0.3)
+    hostile.wait_delivered(fits["eventId"], "at the record limit")
     hostile.assert_flowing("record-limit")
 
 
@@ -401,12 +401,10 @@ def test_a_signature_without_a_signed_timestamp_is_refused_unless_the_partner_op
     changed = hostile.http.patch(f"/admin/v1/partners/{client.partner_id}", headers=hostile.admin,  # type: ignore[attr-defined]
                                  json={"allowUnsignedTimestamp": True})
     assert changed.status_code == 200 and changed.json()["allowUnsignedTimestamp"] is True
-    headers = _signed_without_timestamp(client, VIEW, b"", ["x-ca-key"])
-    deadline = time.monotonic() + 30
-    while (answer := hostile.http.post(VIEW, content=b"", headers=headers)).status_code != 200:
-        assert time.monotonic() < deadline, answer.text  # the api's view catches up with the write
-        time.sleep(0.2)
-        headers = _signed_without_timestamp(client, VIEW, b"", ["x-ca-key"])
+    answer = eventually(  # the api's view catches up with the write
+        lambda: (r := hostile.http.post(VIEW, content=b"", headers=_signed_without_timestamp(
+            client, VIEW, b"", ["x-ca-key"]))).status_code == 200 and r,
+        "the unsigned-timestamp call accepted after the opt-in", timeout=30)
     assert answer.json()["code"] == "0"
     doctor = hostile.http.get(f"/admin/v1/partners/{client.partner_id}/doctor", headers=hostile.admin)  # type: ignore[attr-defined]
     assert "unsigned timestamps allowed" in doctor.text
@@ -431,10 +429,8 @@ def test_view_answers_eventlvl_0_for_a_raw_subscription(hostile: Hostile) -> Non
     client = hostile.partner()
     assert client.post(SUBSCRIBE, {"eventTypes": [TYPE], "eventDest": "http://10.0.0.5/cb", "subType": 0,
                                    "eventLvl": [1, 2]}).json()["code"] == "0"
-    deadline = time.monotonic() + 30
-    while not (detail := client.post(VIEW).json()["data"]["detail"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    detail = eventually(lambda: client.post(VIEW).json()["data"]["detail"], "the subscription in the view",
+                        timeout=30)
     assert detail == [{"eventTypes": [TYPE], "eventDest": "http://10.0.0.5/cb", "subType": 0, "eventLvl": [0]}]
 
 

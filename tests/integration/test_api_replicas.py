@@ -26,6 +26,7 @@ import pytest
 from bridge.events import DeliveryTask
 from bridge.settings import Settings, child_env
 from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.polling import eventually
 from tests.fixtures.stack import ADMIN, payload, read_topic, stack_settings
 
 pytestmark = pytest.mark.integration
@@ -85,14 +86,9 @@ class Api:
         self.http.close()
 
 
-def until(check: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    pytest.fail(f"not seen within {deadline_s:.0f} s: {what}")
+def until(check: Callable[[], Any], what: str) -> Any:
+    # Polled often: the delays this module prints are read off these waits.
+    return eventually(check, what, DEADLINE_S, interval=0.02)
 
 
 @pytest.fixture

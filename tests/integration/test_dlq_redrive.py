@@ -7,7 +7,6 @@ is settled, and a second redrive sends nothing.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from bridge.events import DeliveryTask
 from bridge.settings import Settings
 from tests.fixtures.cli import run_cli
 from tests.fixtures.partner import FakePartner
+from tests.fixtures.polling import eventually as _eventually
 from tests.fixtures.stack import (
     ADMIN,
     SUBSCRIBE,
@@ -28,10 +28,15 @@ from tests.fixtures.stack import (
     stack_settings,
 )
 
+
 pytestmark = pytest.mark.integration
 
 UNSUBSCRIBE = SUBSCRIBE.replace("eventSubscriptionByEventTypes", "eventUnSubscriptionByEventTypes")
 ACS = 196883
+
+
+def eventually(check: Callable[[], Any], what: str) -> Any:
+    return _eventually(check, what, timeout=30)
 
 
 @pytest.fixture
@@ -55,15 +60,6 @@ def subscribe(client: ArtemisClient, dest: str) -> None:
     result = client.post(SUBSCRIBE, {"eventTypes": [ACS], "eventDest": dest})
     assert result.json()["code"] == "0", result.text
 
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not seen within {timeout} s: {what}")
 
 
 def partner_view(stack: Stack, pid: str) -> dict[str, Any]:

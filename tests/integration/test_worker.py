@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -21,6 +21,7 @@ from bridge.kafka.config import client_config
 from bridge.kafka.reader import BEGINNING, TopicReader
 from bridge.settings import Settings
 from tests.fixtures.partner import FakePartner
+from tests.fixtures.polling import eventually
 from tests.fixtures.stack import Stack, Worker, read_topic, running_stack, stack_settings
 
 pytestmark = pytest.mark.integration
@@ -38,12 +39,8 @@ def _received(fake: FakePartner, prefix: str) -> Counter[str]:
                    if r.path.startswith(prefix) and 200 <= r.answered < 300)
 
 
-def _wait_for(what: str, check: object, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.2)
+def _wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> None:
+    eventually(check, what, timeout)
 
 
 def _exit_code(worker: Worker, timeout: float = 90.0) -> int:
