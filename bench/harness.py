@@ -502,20 +502,14 @@ class BridgeStack:
         """Write ``partners`` partners and their subscriptions straight to the registry topics.
 
         For registries too big to build through the API within the time budget (10,000 partners).
-        The records are exactly what the API writes (``registry.encode_partner`` /
-        ``encode_subscription``); every partner shares one encrypted secret (``secret``), partner
+        The records are exactly what the API writes (each model's
+        ``model_dump_json()``); every partner shares one encrypted secret (``secret``), partner
         ``i`` has appKey ``20000000 + i``. Returns seconds taken.
         """
         from confluent_kafka import Producer
 
         from bridge.kafka.config import client_config
-        from bridge.registry.models import (
-            EncryptedSecret,
-            Partner,
-            Subscription,
-            encode_partner,
-            encode_subscription,
-        )
+        from bridge.registry.models import EncryptedSecret, Partner, Subscription
         from bridge.registry.partners import SecretBox, new_app_secret
         from bridge.topics import topic_table
 
@@ -529,12 +523,12 @@ class BridgeStack:
         for i in range(partners):
             pid = f"seed-{i:05d}-{uuid.uuid4().hex[:8]}"
             partner = Partner(id=pid, name=f"seeded {i}", user_id="bench", app_key=str(20_000_000 + i),
-                              secrets=(EncryptedSecret(token, now),), event_types=None,
+                              secrets=(EncryptedSecret(token=token, created_at=now),), event_types=None,
                               created_at=now, updated_at=now)
-            _produce(producer, table["partners"].name, pid.encode(), encode_partner(partner))
+            _produce(producer, table["partners"].name, pid.encode(), partner.model_dump_json().encode())
             for event_type, dest in subscriptions(i):
                 sub = Subscription(partner_id=pid, event_type=event_type, event_dest=dest, updated_at=now)
-                _produce(producer, table["subscriptions"].name, sub.key.encode(), encode_subscription(sub))
+                _produce(producer, table["subscriptions"].name, sub.key.encode(), sub.model_dump_json().encode())
         left = producer.flush(60)
         if left:
             raise RuntimeError(f"{left} registry records not acknowledged")

@@ -70,7 +70,7 @@ def _view(n: int, matching: int) -> Any:
     for i in range(n):
         pid = f"p{i:05d}"
         view.partners[pid] = Partner(id=pid, name=pid, user_id="u", app_key=str(20_000_000 + i),
-                                     secrets=(EncryptedSecret("t", now),), event_types=None)
+                                     secrets=(EncryptedSecret(token="t", created_at=now),), event_types=None)
         types = ACS_TYPES if i < matching else (OTHER_TYPE_BASE + i,)
         for t in types:
             sub = Subscription(partner_id=pid, event_type=t, event_dest=f"http://127.0.0.1:9/p/{pid}")

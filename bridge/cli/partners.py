@@ -71,7 +71,8 @@ def partner_create(
     """Create a partner and print its appKey and appSecret (shown only now)."""
 
     async def action(svc: Any) -> Any:
-        return await svc.create(name, user_id, _types_option(event_types))
+        return await svc.create({"name": name, "userId": user_id,
+                                 "eventTypes": _types_option(event_types)})
 
     partner, secret = _with_partners(action)
     console.print(_partner_table([partner]))

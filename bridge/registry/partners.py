@@ -11,19 +11,29 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
+from pydantic import BaseModel, ValidationError
 
 from bridge.errors import ConfigError, InvalidInput, NotFound
-from bridge.registry.models import DeliveryPrefs, EncryptedSecret, Partner, with_updates
+from bridge.registry.models import (
+    DeliveryChanges,
+    DeliveryPrefs,
+    EncryptedSecret,
+    NewPartner,
+    Partner,
+    PartnerChanges,
+    with_updates,
+)
 from bridge.registry.view import RegistryView
 from bridge.registry.writer import RegistryWriter
-from bridge.settings import KNOWN_STATUSES, Settings
+from bridge.settings import Settings
 
 _ALPHABET = string.ascii_letters + string.digits
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class SecretBox:
@@ -64,65 +74,27 @@ def new_app_secret() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(20))
 
 
-def _event_types(value: Any) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-    ):
-        raise InvalidInput("eventTypes must be null (all types) or a list of non-negative integers",
-                           "eventTypes")
-    return tuple(sorted(set(value)))
+def validated(model: type[M], data: Any, prefix: str = "") -> M:
+    """``data`` as ``model``, or :class:`InvalidInput` naming the first field it breaks."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc, prefix) from None
 
 
-#: Events per push at most: the platform's own limit for one OnEventNotify.
-MAX_BATCH = 50
-
-_PREF_FIELDS = {
-    "timeoutS": ("timeout_s", (int, float)),
-    "maxInFlight": ("max_in_flight", int),
-    "pushStatuses": ("push_statuses", (list, type(None))),
-    "linkageMode": ("linkage_mode", str),
-    "mergeWaitS": ("merge_wait_s", (int, float)),
-    "pictureMode": ("picture_mode", str),
-    "signing": ("signing", bool),
-    "ordered": ("ordered", bool),
-    "verifyTls": ("verify_tls", bool),
-    "maxBatch": ("max_batch", int),
-}
+def invalid_input(exc: ValidationError, prefix: str = "") -> InvalidInput:
+    """The first error of ``exc`` as :class:`InvalidInput`, its field as the admin API names it
+    (the camelCase path: ``delivery.maxBatch``)."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in ((prefix,) if prefix else ()) + tuple(first["loc"]))
+    return InvalidInput(f"{field or 'body'}: {first['msg']}", field or "body")
 
 
-def delivery_prefs(base: DeliveryPrefs, changes: dict[str, Any]) -> DeliveryPrefs:
-    """Apply camelCase admin-API changes to ``base``, validating each."""
-    updates: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name not in _PREF_FIELDS:
-            raise InvalidInput(f"unknown delivery setting {name!r}; known: {sorted(_PREF_FIELDS)}",
-                               f"delivery.{name}")
-        attr, kind = _PREF_FIELDS[name]
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            raise InvalidInput(f"delivery.{name} has the wrong type", f"delivery.{name}")
-        updates[attr] = value
-    if "push_statuses" in updates and updates["push_statuses"] is not None:
-        statuses = updates["push_statuses"]
-        if any(not isinstance(v, int) or v not in KNOWN_STATUSES for v in statuses):
-            raise InvalidInput(f"delivery.pushStatuses must be a list of {sorted(KNOWN_STATUSES)}",
-                               "delivery.pushStatuses")
-        updates["push_statuses"] = tuple(sorted(set(statuses)))
-    if updates.get("linkage_mode", "separate") not in ("separate", "merged"):
-        raise InvalidInput("delivery.linkageMode is 'separate' or 'merged'", "delivery.linkageMode")
-    if updates.get("picture_mode", "passthrough") not in ("passthrough", "attach"):
-        raise InvalidInput("delivery.pictureMode is 'passthrough' or 'attach'", "delivery.pictureMode")
-    if not 0 < float(updates.get("merge_wait_s", 1)) <= 3600:
-        raise InvalidInput("delivery.mergeWaitS must be in (0, 3600]", "delivery.mergeWaitS")
-    if not 0 < float(updates.get("timeout_s", 1)) <= 120:
-        raise InvalidInput("delivery.timeoutS must be in (0, 120]", "delivery.timeoutS")
-    if not 1 <= int(updates.get("max_in_flight", 1)) <= 1000:
-        raise InvalidInput("delivery.maxInFlight must be in [1, 1000]", "delivery.maxInFlight")
-    if not 1 <= int(updates.get("max_batch", 1)) <= MAX_BATCH:
-        raise InvalidInput(f"delivery.maxBatch must be in [1, {MAX_BATCH}] (events per push)",
-                           "delivery.maxBatch")
-    return replace(base, **updates)
+def delivery_prefs(base: DeliveryPrefs, changes: DeliveryChanges | Mapping[str, Any]) -> DeliveryPrefs:
+    """``base`` with the admin API's delivery ``changes`` (camelCase), each validated."""
+    return validated(DeliveryChanges, changes, "delivery").apply(base)
 
 
 class PartnerService:
@@ -147,13 +119,9 @@ class PartnerService:
     def list(self) -> list[Partner]:
         return self.view.all_partners()
 
-    async def create(self, name: str, user_id: str, event_types: Any,
-                     delivery: dict[str, Any] | None = None) -> tuple[Partner, str]:
+    async def create(self, new: NewPartner | Mapping[str, Any]) -> tuple[Partner, str]:
         """A new active partner and its appSecret (the only time the secret is returned)."""
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise InvalidInput("name must be a non-empty string of at most 200 characters", "name")
-        if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 200:
-            raise InvalidInput("userId must be a non-empty string of at most 200 characters", "userId")
+        new = validated(NewPartner, new)
         app_key = new_app_key()
         while self.view.partner_by_app_key(app_key) is not None:
             app_key = new_app_key()
@@ -161,46 +129,25 @@ class PartnerService:
         now = self.clock()
         partner = Partner(
             id=f"p-{uuid.uuid4().hex[:12]}",
-            name=name.strip(),
-            user_id=user_id.strip(),
+            name=new.name,
+            user_id=new.user_id,
             app_key=app_key,
-            secrets=(EncryptedSecret(self.box.seal(secret), now),),
-            event_types=_event_types(event_types),
-            delivery=delivery_prefs(DeliveryPrefs(), delivery or {}),
+            secrets=(EncryptedSecret(token=self.box.seal(secret), created_at=now),),
+            event_types=new.event_types,
+            delivery=(new.delivery or DeliveryChanges()).apply(DeliveryPrefs()),
             created_at=now,
             updated_at=now,
         )
         await self.writer.put_partner(partner)
         return partner, secret
 
-    async def update(self, partner_id: str, changes: dict[str, Any]) -> Partner:
+    async def update(self, partner_id: str, changes: PartnerChanges | Mapping[str, Any]) -> Partner:
+        """Apply the admin API's ``changes`` (only the fields they name)."""
         partner = self.get(partner_id)
-        updates: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name == "name":
-                if not isinstance(value, str) or not value.strip():
-                    raise InvalidInput("name must be a non-empty string", "name")
-                updates["name"] = value.strip()
-            elif name == "userId":
-                if not isinstance(value, str) or not value.strip():
-                    raise InvalidInput("userId must be a non-empty string", "userId")
-                updates["user_id"] = value.strip()
-            elif name == "eventTypes":
-                updates["event_types"] = _event_types(value)
-            elif name == "state":
-                if value not in ("active", "disabled"):
-                    raise InvalidInput("state is 'active' or 'disabled'", "state")
-                updates["state"] = value
-            elif name == "allowUnsignedTimestamp":
-                if not isinstance(value, bool):
-                    raise InvalidInput("allowUnsignedTimestamp must be true or false", name)
-                updates["allow_unsigned_timestamp"] = value
-            elif name == "delivery":
-                if not isinstance(value, dict):
-                    raise InvalidInput("delivery must be an object", "delivery")
-                updates["delivery"] = delivery_prefs(partner.delivery, value)
-            else:
-                raise InvalidInput(f"{name!r} cannot be changed", name)
+        changes = validated(PartnerChanges, changes)
+        updates = {name: getattr(changes, name) for name in changes.model_fields_set}
+        if changes.delivery is not None:
+            updates["delivery"] = changes.delivery.apply(partner.delivery)
         updated = with_updates(partner, **updates)
         await self.writer.put_partner(updated)
         return updated
@@ -215,12 +162,13 @@ class PartnerService:
         now = self.clock()
         secret = new_app_secret()
         kept = [
-            s if s.expires_at is not None else replace(s, expires_at=now + self.grace_s)
+            s if s.expires_at is not None
+            else s.model_copy(update={"expires_at": now + self.grace_s})
             for s in partner.secrets
             if s.expires_at is None or s.expires_at > now
         ]
         updated = with_updates(
-            partner, secrets=(EncryptedSecret(self.box.seal(secret), now), *kept)
+            partner, secrets=(EncryptedSecret(token=self.box.seal(secret), created_at=now), *kept)
         )
         await self.writer.put_partner(updated)
         return updated, secret

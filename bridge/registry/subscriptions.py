@@ -100,8 +100,9 @@ def subscriptions_for(partner: Partner, request: SubscribeRequest) -> list[Subsc
     """One subscription per type; re-subscribing a type replaces (moves) its destination."""
     now = time.time()
     return [
-        Subscription(partner.id, event_type, request.event_dest, request.sub_type,
-                     request.event_lvl, request.token, request.pass_back, now)
+        Subscription(partner_id=partner.id, event_type=event_type, event_dest=request.event_dest,
+                     sub_type=request.sub_type, event_lvl=request.event_lvl, token=request.token,
+                     pass_back=request.pass_back, updated_at=now)
         for event_type in request.event_types
     ]
 

@@ -26,7 +26,7 @@ from prometheus_client import Gauge
 
 from bridge.errors import KafkaUnavailable
 from bridge.kafka.config import client_config
-from bridge.registry.models import Partner, Subscription, decode_partner, decode_subscription
+from bridge.registry.models import Partner, Subscription
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
@@ -169,12 +169,12 @@ class RegistryView:
                 if value is None:
                     self.partners.pop(key, None)
                 else:
-                    self.partners[key] = decode_partner(value)
+                    self.partners[key] = Partner.model_validate_json(value)
             elif kind == "subscriptions":
                 if value is None:
                     self.subscriptions.pop(key, None)
                 else:
-                    self.subscriptions[key] = decode_subscription(value)
+                    self.subscriptions[key] = Subscription.model_validate_json(value)
             elif kind == "replays":
                 self._apply_replay(key, value)
             elif kind == "breakers":

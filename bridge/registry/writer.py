@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.kafka.producer import AsyncProducer
-from bridge.registry.models import Partner, Subscription, encode_partner, encode_subscription
+from bridge.registry.models import Partner, Subscription
 from bridge.registry.view import RegistryView
 from bridge.settings import Settings
 from bridge.topics import topic_table
@@ -37,7 +37,7 @@ class RegistryWriter:
             await asyncio.to_thread(self.view.wait_applied, topic, offset)
 
     async def put_partner(self, partner: Partner) -> None:
-        await self._write([(self.partners_topic, partner.id, encode_partner(partner))])
+        await self._write([(self.partners_topic, partner.id, partner.model_dump_json().encode())])
 
     async def delete_partner(self, partner_id: str) -> None:
         subs = self.view.subscriptions_of(partner_id)
@@ -47,7 +47,8 @@ class RegistryWriter:
         )
 
     async def put_subscriptions(self, subs: Iterable[Subscription]) -> None:
-        await self._write([(self.subscriptions_topic, s.key, encode_subscription(s)) for s in subs])
+        await self._write([(self.subscriptions_topic, s.key, s.model_dump_json().encode())
+                           for s in subs])
 
     async def delete_subscriptions(self, subs: Iterable[Subscription]) -> None:
         await self._write([(self.subscriptions_topic, s.key, None) for s in subs])

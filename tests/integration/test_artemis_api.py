@@ -240,6 +240,32 @@ def test_huge_body_answered_413(http: TestClient) -> None:
     assert answer.status_code == 413
 
 
+def test_admin_bodies_are_typed_and_bad_ones_name_their_field(http: TestClient) -> None:
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["DeliveryChanges"]["properties"]["maxBatch"]["maximum"] == 50
+    assert schemas["PartnerChanges"]["properties"]["delivery"] == {"$ref": "#/components/schemas/DeliveryChanges"}
+    assert "delivery" in schemas["NewPartner"]["properties"]
+
+    bad_new = http.post("/admin/v1/partners", headers=admin_headers(),
+                        json={"name": "typed", "userId": "u1", "delivery": {"timeoutS": 0}})
+    assert bad_new.status_code == 400
+    assert bad_new.json()["error"]["code"] == "InvalidInput"
+    assert bad_new.json()["error"]["field"] == "delivery.timeoutS"
+
+    created = http.post("/admin/v1/partners", headers=admin_headers(),
+                        json={"name": "typed", "userId": "u1", "delivery": {"maxBatch": 10}}).json()
+    assert created["delivery"]["maxBatch"] == 10
+    for body, field in [({"delivery": {"maxBatch": 51}}, "delivery.maxBatch"),
+                        ({"delivery": {"nope": 1}}, "delivery.nope"),
+                        ({"appKey": "12345678"}, "appKey"), ({"state": "gone"}, "state")]:
+        bad = http.patch(f"/admin/v1/partners/{created['id']}", headers=admin_headers(), json=body)
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == field, bad.text
+    # A change keeps what it does not name.
+    patched = http.patch(f"/admin/v1/partners/{created['id']}", headers=admin_headers(),
+                         json={"delivery": {"ordered": True}}).json()
+    assert patched["delivery"]["maxBatch"] == 10 and patched["delivery"]["ordered"] is True
+
+
 def test_admin_api_lifecycle_and_rotation(http: TestClient) -> None:
     assert http.get("/admin/v1/partners").status_code == 401
     assert http.get("/admin/v1/partners", headers={"Authorization": "Bearer nope"}).status_code == 401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,27 +12,17 @@ from bridge.api.deps import AdminDep, ServicesDep
 from bridge.delivery import readback
 from bridge.errors import InvalidInput
 from bridge.ops import redrive
+from bridge.registry.models import NewPartner, PartnerChanges
 from bridge.registry.subscriptions import view_data
 from bridge.settings import KNOWN_STATUSES
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[AdminDep])
 
 
-class PartnerCreate(BaseModel):
-    """A new partner. ``eventTypes`` null means the partner's user may receive every type."""
-
-    model_config = ConfigDict(extra="ignore")
-    name: str = Field(min_length=1, max_length=200)
-    userId: str = Field(min_length=1, max_length=200)
-    eventTypes: list[int] | None = None
-    delivery: dict[str, Any] | None = None
-
-
 @router.post("/partners", status_code=201)
-async def create_partner(payload: PartnerCreate, svc: ServicesDep) -> dict[str, Any]:
+async def create_partner(payload: NewPartner, svc: ServicesDep) -> dict[str, Any]:
     """Create a partner; the answer is the only place its appSecret is ever shown."""
-    partner, secret = await svc.partners.create(payload.name, payload.userId, payload.eventTypes,
-                                                payload.delivery)
+    partner, secret = await svc.partners.create(payload)
     return {**partner.public(), "appSecret": secret}
 
 
@@ -51,8 +41,8 @@ async def get_partner(partner_id: str, svc: ServicesDep) -> dict[str, Any]:
 async def update_partner(
     partner_id: str,
     svc: ServicesDep,
-    changes: dict[str, Any] = Body(  # noqa: B008 - FastAPI's way of declaring a JSON body
-        ..., examples=[{"state": "disabled"}, {"delivery": {"pushStatuses": [0, 1, 2, 4]}}]),
+    changes: Annotated[PartnerChanges, Body(
+        examples=[{"state": "disabled"}, {"delivery": {"pushStatuses": [0, 1, 2, 4]}}])],
 ) -> dict[str, Any]:
     """Change name, userId, eventTypes, state (active/disabled) or delivery settings."""
     return (await svc.partners.update(partner_id, changes)).public()

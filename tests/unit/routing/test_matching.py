@@ -14,7 +14,6 @@ linkage/raw classification under test is the real one, not a hand-set flag.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from typing import Any
 
@@ -463,8 +462,8 @@ def test_faq_5_status_change_applies_without_resubscription(record_kind: str,
     # The operator adds the status globally: the very same subscription objects now receive it.
     assert matching(record, subs, partners, [*DEFAULT_GLOBAL, added_status]) == list(subs)
     # ... or for this partner only, again without touching the subscription.
-    widened = dataclasses.replace(
-        p, delivery=dataclasses.replace(p.delivery, push_statuses=(0, 1, 2, added_status)))
+    widened = p.model_copy(update={
+        "delivery": p.delivery.model_copy(update={"push_statuses": (0, 1, 2, added_status)})})
     assert matching(record, subs, {p.id: widened}, DEFAULT_GLOBAL) == list(subs)
     # And back: removing it stops the pushes at once.
     assert matching(record, subs, partners, DEFAULT_GLOBAL) == []
@@ -488,7 +487,7 @@ def _other_changes() -> list[Any]:
                      id="B7-other-partner-not-permitted"),
         pytest.param(lambda ps, ss: ({**ps, "p-a": partner("p-a", push_statuses=(3,))}, ss),
                      id="B7-other-partner-narrow-statuses"),
-        pytest.param(lambda ps, ss: (ps, [dataclasses.replace(s, sub_type=1)
+        pytest.param(lambda ps, ss: (ps, [s.model_copy(update={"sub_type": 1})
                                           if s.partner_id == "p-a" else s for s in ss]),
                      id="B7-other-partner-wrong-subType"),
     ]
