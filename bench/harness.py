@@ -338,7 +338,6 @@ class Receiver:
 # --------------------------------------------------------------------------------------------
 
 ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(8)
-SUBSCRIBE_PATH = "/artemis/api/eventService/v1/eventSubscriptionByEventTypes"
 VIEW_PATH = "/artemis/api/eventService/v1/eventSubscriptionView"
 
 
@@ -462,34 +461,22 @@ class BridgeStack:
                               concurrency: int = 8, delivery: dict[str, Any] | None = None,
                               progress_every: int = 0) -> list[PartnerRef]:
         """Create partners with the admin API and subscribe each with a signed Artemis call."""
-        import aiohttp
+        import httpx
 
-        from bridge.platform.artemis import signed_headers
+        from bridge.ops.onboarding import onboard
 
         refs: list[PartnerRef | None] = [None] * len(dests)
         sem = asyncio.Semaphore(concurrency)
         done = 0
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits) as http:
 
             async def one(i: int, name: str, dest: str) -> None:
                 nonlocal done
                 async with sem:
-                    async with http.post(self.base + "/admin/v1/partners",
-                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                                         json={"name": name, "userId": "bench", "eventTypes": None,
-                                               "delivery": delivery or {}}) as resp:
-                        body = await resp.json()
-                        if resp.status != 201:
-                            raise RuntimeError(f"create partner: HTTP {resp.status} {body}")
-                    payload = json.dumps({"eventTypes": list(event_types), "eventDest": dest,
-                                          "subType": 0}).encode()
-                    headers = signed_headers(body["appKey"], body["appSecret"], "POST", SUBSCRIBE_PATH,
-                                             payload)
-                    async with http.post(self.base + SUBSCRIBE_PATH, data=payload, headers=headers) as resp:
-                        answer = await resp.json()
-                        if resp.status != 200 or answer.get("code") != "0":
-                            raise RuntimeError(f"subscribe: HTTP {resp.status} {answer}")
-                    refs[i] = PartnerRef(body["id"], body["appKey"], body["appSecret"], dest, name)
+                    partner = await onboard(http, ADMIN_TOKEN, name, event_types, dest,
+                                            user_id="bench", delivery=delivery)
+                    refs[i] = PartnerRef(partner.id, partner.app_key, partner.app_secret, dest, name)
                     done += 1
                     if progress_every and done % progress_every == 0:
                         log(f"    {done:,}/{len(dests):,} partners created and subscribed")

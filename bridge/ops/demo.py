@@ -27,12 +27,16 @@ from rich.table import Table
 from bridge.delivery.records import decode_outcome
 from bridge.kafka.config import client_config
 from bridge.ops.simulate import FAMILY_TYPES, SendStats, Simulator, http_sender, run
-from bridge.platform.artemis import signed_headers
+from bridge.ops.onboarding import (
+    PARTNERS as PARTNERS_PATH,
+    Onboarded,
+    create_request,
+    created,
+    subscribe_request,
+    subscribed,
+)
 from bridge.settings import Settings
 from bridge.topics import topic_table
-
-SUBSCRIBE = "/artemis/api/eventService/v1/eventSubscriptionByEventTypes"
-
 
 @dataclass(frozen=True)
 class DemoPartner:
@@ -167,7 +171,8 @@ class Demo:
         self.port = receiver_port
         self.base = f"http://{settings.http_host}:{settings.http_port}"
         assert settings.admin_token is not None
-        self.admin = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+        self.admin_token = settings.admin_token.get_secret_value()
+        self.admin = {"Authorization": f"Bearer {self.admin_token}"}
         self.partner_ids: dict[str, str] = {}
 
     async def _wait_ready(self, client: httpx.AsyncClient) -> None:
@@ -180,35 +185,28 @@ class Demo:
             await asyncio.sleep(0.5)
         raise RuntimeError(f"the api at {self.base} did not become ready")
 
-    async def _ensure_partner(self, client: httpx.AsyncClient, demo: DemoPartner) -> tuple[str, str]:
-        """Create the demo partner, or rotate the secret of the one a previous run created."""
-        existing = (await client.get(f"{self.base}/admin/v1/partners", headers=self.admin)).json()
+    async def _ensure_partner(self, client: httpx.AsyncClient, demo: DemoPartner) -> Onboarded:
+        """Create the demo partner, or re-key the one a previous run created."""
+        existing = (await client.get(f"{self.base}{PARTNERS_PATH}", headers=self.admin)).json()
         found = next((p for p in existing if p["name"] == demo.name), None)
         delivery = {"pushStatuses": list(demo.push_statuses) if demo.push_statuses else None}
         if found is None:
-            answer = await client.post(f"{self.base}/admin/v1/partners", headers=self.admin,
-                                       json={"name": demo.name, "userId": "demo", "eventTypes": None,
-                                             "delivery": delivery})
+            partner = created(await client.send(create_request(
+                client, self.admin_token, demo.name, user_id="demo", delivery=delivery)))
         else:
-            await client.patch(f"{self.base}/admin/v1/partners/{found['id']}", headers=self.admin,
+            await client.patch(f"{self.base}{PARTNERS_PATH}/{found['id']}", headers=self.admin,
                                json={"state": "active", "delivery": delivery})
-            answer = await client.post(f"{self.base}/admin/v1/partners/{found['id']}/rotate-secret",
-                                       headers=self.admin)
-        answer.raise_for_status()
-        body = answer.json()
-        self.partner_ids[body["id"]] = demo.name
-        return body["appKey"], body["appSecret"]
+            partner = created(await client.post(f"{self.base}{PARTNERS_PATH}/{found['id']}/rotate-secret",
+                                                headers=self.admin))
+        self.partner_ids[partner.id] = demo.name
+        return partner
 
     async def _subscribe(self, client: httpx.AsyncClient, demo: DemoPartner) -> None:
-        app_key, secret = await self._ensure_partner(client, demo)
+        partner = await self._ensure_partner(client, demo)
         # A closed port on loopback stands for a partner whose endpoint is down.
         port = self.port + 1 if demo.down else self.port
-        body = json.dumps({"eventTypes": list(demo.types), "subType": demo.sub_type,
-                           "eventDest": f"http://127.0.0.1:{port}{demo.path}"}).encode()
-        answer = await client.post(f"{self.base}{SUBSCRIBE}", content=body,
-                                   headers=signed_headers(app_key, secret, "POST", SUBSCRIBE, body))
-        if answer.json().get("code") != "0":
-            raise RuntimeError(f"demo subscribe failed for {demo.name}: {answer.text}")
+        subscribed(await client.send(subscribe_request(
+            client, partner, demo.types, f"http://127.0.0.1:{port}{demo.path}", sub_type=demo.sub_type)))
 
     def _table(self, receiver: Receiver, counts: LiveCounts, stats: SendStats) -> Table:
         table = Table(title=f"event-bridge demo — platform sent {stats.events} events in "
@@ -239,7 +237,7 @@ class Demo:
         counts = LiveCounts(self.settings, sent, started)
         stats = SendStats()
         try:
-            async with httpx.AsyncClient(timeout=15) as client:
+            async with httpx.AsyncClient(base_url=self.base, timeout=15) as client:
                 with self.console.status("waiting for the api, creating demo partners…"):
                     await self._wait_ready(client)
                     for demo in PARTNERS:

@@ -34,7 +34,7 @@ from bridge.ingest import MAX_PARAMS_BYTES, MAX_REJECTED_LISTED, REJECTED_EVENT_
 from bridge.kafka.admin import ensure_topics
 from bridge.platform.notify import MAX_EVENT_DEPTH, parse_notify
 from bridge.settings import Settings
-from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient, make_partner
 from tests.fixtures.kafka import Broker
 from tests.fixtures.partner import FakePartner, serving_fake_partner
 from tests.fixtures.polling import eventually
@@ -62,14 +62,10 @@ class Hostile:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
-    def partner(self, **changes: Any) -> ArtemisClient:
-        answer = self.http.post("/admin/v1/partners", headers=self.admin, json={
-            "name": f"p-{uuid.uuid4().hex[:6]}", "userId": "u", "eventTypes": None, **changes})
-        assert answer.status_code == 201, answer.text
-        body = answer.json()
-        self.secrets.append(body["appSecret"])
-        client = ArtemisClient(self.http, body["appKey"], body["appSecret"])  # type: ignore[arg-type]
-        client.partner_id = body["id"]  # type: ignore[attr-defined]
+    def partner(self) -> ArtemisClient:
+        client = make_partner(self.http, None, f"p-{uuid.uuid4().hex[:6]}", user_id="u",  # type: ignore[arg-type]
+                              admin_token=ADMIN_TOKEN)
+        self.secrets.append(client.app_secret)
         return client
 
     def push(self, body: bytes | dict[str, Any]) -> httpx.Response:

@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 from bridge.events import DeliveryTask
+from bridge.ops.onboarding import create_request
 from bridge.settings import Settings, child_env
-from tests.fixtures.artemis import SUBSCRIBE, VIEW, ArtemisClient
+from tests.fixtures.artemis import ADMIN_TOKEN, SUBSCRIBE, VIEW, ArtemisClient
 from tests.fixtures.polling import eventually
 from tests.fixtures.stack import ADMIN, payload, read_topic, stack_settings
 
@@ -107,8 +108,8 @@ def apis(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Api, Api]]:
 
 
 def create_partner(api: Api, types: list[int] | None = None) -> dict[str, Any]:
-    answer = api.http.post("/admin/v1/partners", headers=ADMIN, json={
-        "name": f"p-{uuid.uuid4().hex[:6]}", "userId": "u", "eventTypes": types})
+    answer = api.http.send(create_request(api.http, ADMIN_TOKEN, f"p-{uuid.uuid4().hex[:6]}",
+                                          user_id="u", event_types=types))
     assert answer.status_code == 201, answer.text
     return dict(answer.json())
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import replace
+from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import Producer
@@ -14,9 +17,11 @@ from bridge.delivery.result import SendResult
 from bridge.events import DeliveryTask
 from bridge.kafka.admin import ensure_topics
 from bridge.kafka.config import client_config
-from bridge.ops.demo import PARTNERS, LiveCounts, Receiver
+from bridge.ops.demo import PARTNERS, Demo, LiveCounts, Receiver
 from bridge.settings import Settings
 from bridge.topics import topic_table
+from tests.fixtures.processes import start_api
+from tests.fixtures.stack import ADMIN, stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +75,36 @@ async def test_receiver_counts_only_this_runs_events() -> None:
                                                             "params": {"events": [{"eventId": event_id}]}})
             assert answer.status == 200  # an earlier run's push is accepted, just not counted
     assert receiver.received == {healthy.name: 1}
+
+
+async def test_demo_onboards_its_partners_and_a_second_run_reuses_them(kafka_settings: Settings,
+                                                                       tmp_path: Path) -> None:
+    settings = stack_settings(kafka_settings)
+    api, url = start_api(settings, tmp_path)
+    try:
+        host, port = url.removeprefix("http://").split(":")
+        demo_settings = settings.model_copy(update={"http_host": host, "http_port": int(port)})
+        from rich.console import Console
+
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            runs = []
+            for _ in range(2):  # the second run re-keys the partners the first one created
+                demo = Demo(demo_settings, Console(file=io.StringIO()))
+                for partner in PARTNERS:
+                    await demo._subscribe(client, partner)
+                runs.append(demo.partner_ids)
+            listed = (await client.get("/admin/v1/partners", headers=ADMIN)).json()
+            shown = {p["name"]: (await client.get(f"/admin/v1/partners/{p['id']}", headers=ADMIN)).json()
+                     for p in listed}
+    finally:
+        api.stop()
+    assert runs[0] == runs[1] and sorted(runs[0].values()) == sorted(p.name for p in PARTNERS)
+    assert sorted(shown) == sorted(p.name for p in PARTNERS)
+    for partner in PARTNERS:
+        answer = shown[partner.name]
+        assert answer["state"] == "active" and len(answer["secretRotation"]) == 2
+        assert answer["delivery"]["pushStatuses"] == (list(partner.push_statuses) if partner.push_statuses
+                                                      else None)
+        [detail] = answer["subscriptions"]["detail"]
+        assert detail["eventDest"].endswith(partner.path) and detail["subType"] == partner.sub_type
+        assert sorted(detail["eventTypes"]) == sorted(set(partner.types))

@@ -7,7 +7,6 @@ is settled, and a second redrive sends nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from bridge.events import DeliveryTask
 from bridge.settings import Settings
+from tests.fixtures.artemis import onboard
 from tests.fixtures.cli import run_cli
 from tests.fixtures.partner import FakePartner
 from tests.fixtures.polling import eventually as _eventually
@@ -47,13 +47,8 @@ def stack(kafka_settings: Settings) -> Iterator[Stack]:
 
 def new_partner(stack: Stack, dest: str) -> tuple[str, ArtemisClient]:
     """A partner subscribed to the ACS type at ``dest``, and its signed Artemis client."""
-    answer = stack.http.post("/admin/v1/partners", headers=ADMIN, json={
-        "name": f"p-{uuid.uuid4().hex[:6]}", "userId": "u", "eventTypes": None})
-    assert answer.status_code == 201, answer.text
-    body = answer.json()
-    client = ArtemisClient(stack.http, body["appKey"], body["appSecret"])
-    subscribe(client, dest)
-    return str(body["id"]), client
+    client = onboard(stack.http, dest, [ACS])
+    return client.partner_id, client
 
 
 def subscribe(client: ArtemisClient, dest: str) -> None:
