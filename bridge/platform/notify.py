@@ -49,7 +49,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, NoReturn
 
 from bridge.errors import InvalidInput
@@ -216,13 +216,17 @@ class ParseResult:
     raw_events: Sequence[Any] = ()
 
 
-_TIME_RE = re.compile(
+# The shapes the platform sends, checked before the standard library parses: fromisoformat also
+# takes date-only, basic (20190523T095105), week and hour-only forms, any separator character,
+# offsets with seconds, and normalises an offset of +08:60 to +09:00; none of those is a
+# platform's time, so they stay errors.
+_TIME_SHAPE = re.compile(
     r"""
-    (?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})
-    (?:[Tt][ ]?|[ ])        # 'T'; the doc samples' 'T ' typo; or a space (yyyy-MM-dd HH:mm:ss)
-    (?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})
-    (?:\.(?P<fraction>[0-9]{1,9}))?
-    (?P<zone>[Zz]|(?P<sign>[+-])(?P<off_h>[0-9]{2})(?::?(?P<off_m>[0-9]{2}))?)?
+    [0-9]{4}-[0-9]{2}-[0-9]{2}
+    (?P<sep>[Tt][ ]?|[ ])   # 'T'; the doc samples' 'T ' typo; or a space (yyyy-MM-dd HH:mm:ss)
+    [0-9]{2}:[0-9]{2}:[0-9]{2}
+    (?:\.[0-9]{1,9})?        # Java may send nanoseconds; fromisoformat truncates to microseconds
+    (?P<zone>[Zz]|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?
     """,
     re.VERBOSE,
 )
@@ -248,30 +252,17 @@ def parse_time(value: str) -> datetime:
         ValueError: naming the value, for anything else (including impossible dates such as
             month 13 and offsets of 24 hours or more).
     """
-    match = _TIME_RE.fullmatch(value)
+    match = _TIME_SHAPE.fullmatch(value)
     if match is None:
         _bad_time(value)
-    fraction = (match["fraction"] or "").ljust(6, "0")[:6]
-    tz: timezone | None = None
-    if match["zone"] in ("Z", "z"):
-        tz = timezone.utc
-    elif match["zone"]:
-        hours, minutes = int(match["off_h"]), int(match["off_m"] or 0)
-        if hours > 23 or minutes > 59:
-            _bad_time(value)
-        offset = timedelta(hours=hours, minutes=minutes)
-        tz = timezone(-offset if match["sign"] == "-" else offset)
+    # The quirks fromisoformat does not take: 'T ' and lower-case 't' and 'z'.
+    text = value
+    if match["sep"] != " ":
+        text = f"{value[:10]}T{value[match.end('sep'):]}"
+    if match["zone"] == "z":
+        text = text[:-1] + "Z"
     try:
-        return datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            int(match["minute"]),
-            int(match["second"]),
-            int(fraction),
-            tzinfo=tz,
-        )
+        return datetime.fromisoformat(text)
     except ValueError:  # well-formed but impossible: 2019-02-30, 25:00:00, year 0000
         _bad_time(value)
 

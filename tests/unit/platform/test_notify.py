@@ -797,3 +797,79 @@ def test_every_event_is_either_valid_or_reported(body: dict[str, Any]) -> None:
         parsed.is_linkage(result.notify.ability)  # never raises
     if not result.errors:
         assert rebuild(result) == body
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Forms datetime.fromisoformat takes that no platform sends: still refused.
+        "20190523T095105",
+        "2019-W21-4T09:51:05",
+        "2019-05-23T09",
+        "2019-05-23x09:51:05",
+        "2019-05-23T09:51:05,5",
+        "2019-05-23T09:51:05+08:00:30",
+        "2019-05-23T09:51:05.1234567890",
+    ],
+)
+def test_parse_time_refuses_iso_forms_the_platform_never_sends(text: str) -> None:
+    with pytest.raises(ValueError, match="unrecognised time"):
+        parse_time(text)
+
+
+def test_parse_time_truncates_nanoseconds_rather_than_rounding() -> None:
+    assert parse_time("2019-05-23T09:51:05.9999999+08:00").microsecond == 999_999
+
+
+def _regex_parse_time(value: str) -> datetime | None:
+    """The hand-built parser ``parse_time`` replaced (its regex and datetime construction)."""
+    import re
+
+    match = re.fullmatch(
+        r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})(?:[Tt][ ]?|[ ])"
+        r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.(?P<fraction>[0-9]{1,9}))?"
+        r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<off_h>[0-9]{2})(?::?(?P<off_m>[0-9]{2}))?)?", value)
+    if match is None:
+        return None
+    tz: timezone | None = None
+    if match["zone"] in ("Z", "z"):
+        tz = timezone.utc
+    elif match["zone"]:
+        hours, minutes = int(match["off_h"]), int(match["off_m"] or 0)
+        if hours > 23 or minutes > 59:
+            return None
+        offset = timedelta(hours=hours, minutes=minutes)
+        tz = timezone(-offset if match["sign"] == "-" else offset)
+    try:
+        return datetime(int(match["year"]), int(match["month"]), int(match["day"]), int(match["hour"]),
+                        int(match["minute"]), int(match["second"]),
+                        int((match["fraction"] or "").ljust(6, "0")[:6]), tzinfo=tz)
+    except ValueError:
+        return None
+
+
+_TIME_PARTS = st.tuples(
+    st.sampled_from(["2019", "0000", "0001", "9999", "2020", "1970"]), st.sampled_from(["-"]),
+    st.sampled_from(["01", "02", "12", "13", "00"]), st.sampled_from(["-"]),
+    st.sampled_from(["01", "28", "29", "30", "31", "32"]), st.sampled_from(["T", "t", " ", "T ", "x", "  "]),
+    st.sampled_from(["00", "09", "23", "24"]), st.sampled_from([":"]), st.sampled_from(["00", "59", "60"]),
+    st.sampled_from([":", ""]), st.sampled_from(["00", "59", "60", ""]),
+    st.sampled_from(["", ".", ".0", ".123", ".123456", ".1234567", ".123456789", ".1234567890", ",5"]),
+    st.sampled_from(["", "Z", "z", "+08:00", "-05:30", "+0800", "+08", "+8", "+24:00", "+23:59",
+                     "+08:60", "+08:00:30", "-00", " CST"]),
+)
+
+
+@settings(max_examples=2000)
+@given(_TIME_PARTS)
+def test_parse_time_accepts_exactly_what_the_hand_built_parser_did(parts: tuple[str, ...]) -> None:
+    text = "".join(parts)
+    expected = _regex_parse_time(text)
+    try:
+        parsed = parse_time(text)
+    except ValueError:
+        assert expected is None, text
+    else:
+        assert expected is not None, text
+        assert parsed.replace(tzinfo=None) == expected.replace(tzinfo=None), text
+        assert parsed.utcoffset() == expected.utcoffset(), text
