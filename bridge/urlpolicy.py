@@ -81,7 +81,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # clients treat such hosts differently (percent-decoding, userinfo splitting).
 _HOST_CHARS = re.compile(r"[a-z0-9_.-]+")
 _DECIMAL = re.compile(r"[0-9]+")
-_OCTAL = re.compile(r"[0-7]+")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 # How much of a parsed URL part a message may quote: enough to recognise it, never a wall of text.
@@ -93,9 +92,24 @@ def _net(cidr: str) -> IPNetwork:
 
 
 class _Range(NamedTuple):
-    network: IPNetwork
+    contains: Callable[[IPAddress], bool]
     reason: str
     label: str
+
+
+def _within(cidr: str) -> Callable[[IPAddress], bool]:
+    network = _net(cidr)
+    return lambda ip: ip in network
+
+
+def _is(prop: str, version: int) -> Callable[[IPAddress], bool]:
+    """The ``ipaddress`` property ``prop``, for one address family: used where the standard
+    library's range is exactly the rule's (loopback, link-local, multicast, IPv4 240/4, ``::``);
+    not for ``is_private`` or ``is_global``, whose ranges differ from this policy's and changed
+    between Python patch releases."""
+    family = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    test = getattr(family, prop).fget
+    return lambda ip: type(ip) is family and bool(test(ip))
 
 
 # Cloud instance metadata services hand out credentials; they are the classic SSRF target.
@@ -103,7 +117,7 @@ class _Range(NamedTuple):
 # fd00:ec2::254 / fd00:ec2::23 (AWS IMDS / EKS Pod Identity) inside ULA, both allowed by default.
 # Matched as networks rather than by equality so that an IPv6 scope id ("%eth0") cannot slip by.
 _METADATA: tuple[_Range, ...] = tuple(
-    _Range(_net(address), "metadata", label)
+    _Range(_within(address), "metadata", label)
     for address, label in (
         ("169.254.169.254/32", "cloud metadata endpoint (AWS, GCP, Azure, OpenStack …)"),
         ("169.254.170.2/32", "cloud metadata endpoint (AWS ECS task credentials)"),
@@ -119,45 +133,47 @@ _METADATA: tuple[_Range, ...] = tuple(
 # Never a legitimate partner endpoint, and allow_cidrs must not be able to open them: an
 # operator allowing "0.0.0.0/0" or "169.254.0.0/16" for convenience must not expose metadata.
 _ALWAYS_REFUSED: tuple[_Range, ...] = _METADATA + (
-    _Range(_net("169.254.0.0/16"), "link_local", "IPv4 link-local 169.254.0.0/16"),
-    _Range(_net("fe80::/10"), "link_local", "IPv6 link-local fe80::/10"),
-    _Range(_net("0.0.0.0/8"), "reserved", "unspecified / 'this network' 0.0.0.0/8"),
-    _Range(_net("::/128"), "reserved", "IPv6 unspecified address ::"),
-    _Range(_net("224.0.0.0/4"), "multicast", "IPv4 multicast 224.0.0.0/4"),
-    _Range(_net("ff00::/8"), "multicast", "IPv6 multicast ff00::/8"),
-    _Range(_net("255.255.255.255/32"), "reserved", "limited broadcast 255.255.255.255"),
-    _Range(_net("240.0.0.0/4"), "reserved", "reserved range 240.0.0.0/4"),
+    _Range(_is("is_link_local", 4), "link_local", "IPv4 link-local 169.254.0.0/16"),
+    _Range(_is("is_link_local", 6), "link_local", "IPv6 link-local fe80::/10"),
+    # Not is_unspecified: for IPv4 that is 0.0.0.0 alone, and all of 0/8 means "this host" to
+    # some stacks.
+    _Range(_within("0.0.0.0/8"), "reserved", "unspecified / 'this network' 0.0.0.0/8"),
+    _Range(_is("is_unspecified", 6), "reserved", "IPv6 unspecified address ::"),
+    _Range(_is("is_multicast", 4), "multicast", "IPv4 multicast 224.0.0.0/4"),
+    _Range(_is("is_multicast", 6), "multicast", "IPv6 multicast ff00::/8"),
+    _Range(_within("255.255.255.255/32"), "reserved", "limited broadcast 255.255.255.255"),
+    _Range(_is("is_reserved", 4), "reserved", "reserved range 240.0.0.0/4"),
 )
 
 _LOOPBACK: tuple[_Range, ...] = (
-    _Range(_net("127.0.0.0/8"), "loopback", "IPv4 loopback 127.0.0.0/8"),
-    _Range(_net("::1/128"), "loopback", "IPv6 loopback ::1"),
+    _Range(_is("is_loopback", 4), "loopback", "IPv4 loopback 127.0.0.0/8"),
+    _Range(_is("is_loopback", 6), "loopback", "IPv6 loopback ::1"),
 )
 
 _PRIVATE: tuple[_Range, ...] = (
-    _Range(_net("10.0.0.0/8"), "private", "private network 10.0.0.0/8 (RFC 1918)"),
-    _Range(_net("172.16.0.0/12"), "private", "private network 172.16.0.0/12 (RFC 1918)"),
-    _Range(_net("192.168.0.0/16"), "private", "private network 192.168.0.0/16 (RFC 1918)"),
-    _Range(_net("100.64.0.0/10"), "private", "carrier-grade NAT 100.64.0.0/10 (RFC 6598)"),
-    _Range(_net("fc00::/7"), "private", "IPv6 unique local fc00::/7"),
-    _Range(_net("fec0::/10"), "private", "deprecated IPv6 site-local fec0::/10"),
+    _Range(_within("10.0.0.0/8"), "private", "private network 10.0.0.0/8 (RFC 1918)"),
+    _Range(_within("172.16.0.0/12"), "private", "private network 172.16.0.0/12 (RFC 1918)"),
+    _Range(_within("192.168.0.0/16"), "private", "private network 192.168.0.0/16 (RFC 1918)"),
+    _Range(_within("100.64.0.0/10"), "private", "carrier-grade NAT 100.64.0.0/10 (RFC 6598)"),
+    _Range(_within("fc00::/7"), "private", "IPv6 unique local fc00::/7"),
+    _Range(_within("fec0::/10"), "private", "deprecated IPv6 site-local fec0::/10"),
 )
 
 # Special-purpose ranges that are not globally routable. Unlike _ALWAYS_REFUSED they hold no
 # credentials-bearing service, so an operator may open them with allow_cidrs (some networks
 # use 198.18.0.0/15 internally, for instance).
 _NOT_ROUTABLE: tuple[_Range, ...] = (
-    _Range(_net("192.0.0.0/24"), "reserved", "IETF protocol assignments 192.0.0.0/24"),
-    _Range(_net("192.0.2.0/24"), "reserved", "documentation range 192.0.2.0/24"),
-    _Range(_net("198.18.0.0/15"), "reserved", "benchmarking range 198.18.0.0/15"),
-    _Range(_net("198.51.100.0/24"), "reserved", "documentation range 198.51.100.0/24"),
-    _Range(_net("203.0.113.0/24"), "reserved", "documentation range 203.0.113.0/24"),
-    _Range(_net("::/8"), "reserved", "reserved IPv6 range ::/8 (IPv4-compatible and others)"),
-    _Range(_net("100::/64"), "reserved", "IPv6 discard prefix 100::/64"),
-    _Range(_net("2001:2::/48"), "reserved", "IPv6 benchmarking 2001:2::/48"),
-    _Range(_net("2001:10::/28"), "reserved", "IPv6 ORCHID 2001:10::/28"),
-    _Range(_net("2001:db8::/32"), "reserved", "IPv6 documentation 2001:db8::/32"),
-    _Range(_net("3fff::/20"), "reserved", "IPv6 documentation 3fff::/20"),
+    _Range(_within("192.0.0.0/24"), "reserved", "IETF protocol assignments 192.0.0.0/24"),
+    _Range(_within("192.0.2.0/24"), "reserved", "documentation range 192.0.2.0/24"),
+    _Range(_within("198.18.0.0/15"), "reserved", "benchmarking range 198.18.0.0/15"),
+    _Range(_within("198.51.100.0/24"), "reserved", "documentation range 198.51.100.0/24"),
+    _Range(_within("203.0.113.0/24"), "reserved", "documentation range 203.0.113.0/24"),
+    _Range(_within("::/8"), "reserved", "reserved IPv6 range ::/8 (IPv4-compatible and others)"),
+    _Range(_within("100::/64"), "reserved", "IPv6 discard prefix 100::/64"),
+    _Range(_within("2001:2::/48"), "reserved", "IPv6 benchmarking 2001:2::/48"),
+    _Range(_within("2001:10::/28"), "reserved", "IPv6 ORCHID 2001:10::/28"),
+    _Range(_within("2001:db8::/32"), "reserved", "IPv6 documentation 2001:db8::/32"),
+    _Range(_within("3fff::/20"), "reserved", "IPv6 documentation 3fff::/20"),
 )
 
 # Host names that resolve to a metadata endpoint inside the cloud. check_resolved would catch
@@ -258,7 +274,7 @@ def _quote(text: str) -> str:
 
 def _find(ip: IPAddress, ranges: tuple[_Range, ...]) -> _Range | None:
     for entry in ranges:
-        if ip in entry.network:
+        if entry.contains(ip):
             return entry
     return None
 
@@ -313,45 +329,18 @@ def check_address(ip: IPAddress, policy: UrlPolicy) -> UrlVerdict:
 # --- URL syntax ------------------------------------------------------------------------------
 
 
-def _inet_aton_part(part: str) -> int | None:
-    """One dotted part as C ``strtoul(part, base=0)`` reads it, ``None`` if inet_aton fails.
-
-    ASCII only: Python's ``str.isdigit`` would accept other scripts' digits, C's does not.
-    """
-    if part[:2] in ("0x", "0X"):
-        digits = part[2:]
-        # "0x" alone: strtoul stops after "0", leaving "x" unparsed, so inet_aton fails.
-        return int(digits, 16) if _HEX.fullmatch(digits) else None
-    if part.startswith("0"):
-        return int(part, 8) if _OCTAL.fullmatch(part) else None
-    # Ten digits hold every 32-bit value; the bound also keeps int() away from huge strings.
-    if _DECIMAL.fullmatch(part) and len(part) <= 10:
-        return int(part)
-    return None
-
-
 def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
-    """IPv4 address of ``host`` as ``inet_aton`` (and so ``getaddrinfo``) would read it.
+    """IPv4 address of ``host`` as ``inet_aton`` (and so ``getaddrinfo``) reads it, else ``None``.
 
     One to four parts, each decimal, octal (leading ``0``) or hex (``0x``); the last part fills
-    all remaining bytes: ``127.1`` is 127.0.0.1 and ``2130706433`` too. ``None`` if not IPv4.
+    all remaining bytes: ``127.1`` is 127.0.0.1 and ``2130706433`` too. The C library's own
+    parser, so the host is read exactly as the HTTP client's resolver will read it. (glibc also
+    ignores anything after a space; hosts reaching here have no whitespace.)
     """
-    parts = host.split(".")
-    if not 1 <= len(parts) <= 4:
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):  # OSError: not an address; ValueError: an embedded NUL
         return None
-    values: list[int] = []
-    for part in parts:
-        value = _inet_aton_part(part)
-        if value is None:
-            return None
-        values.append(value)
-    *head, last = values
-    if any(value > 0xFF for value in head) or last > 0xFFFFFFFF >> (8 * len(head)):
-        return None
-    number = last
-    for index, value in enumerate(head):
-        number |= value << (24 - 8 * index)
-    return ipaddress.IPv4Address(number)
 
 
 def _ends_in_number(host: str) -> bool:

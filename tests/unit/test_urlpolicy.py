@@ -658,3 +658,53 @@ def test_policy_normalises_and_validates_cidrs() -> None:
     hash(UrlPolicy(allow_cidrs=("10.0.0.0/8",)))
     with pytest.raises(ConfigError, match="not-a-cidr"):
         UrlPolicy(allow_cidrs=("not-a-cidr",))
+
+
+# --- the standard library's ranges are the policy's ------------------------------------------
+
+# The rules that use ipaddress properties, with the ranges their labels promise: if a Python
+# release changed one of the properties, the policy would change without a line of ours.
+_PROPERTY_RANGES = [
+    ("169.254.0.0/16", "link_local"),
+    ("fe80::/10", "link_local"),
+    ("224.0.0.0/4", "multicast"),
+    ("ff00::/8", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "reserved"),
+]
+
+
+def _edges(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[int]:
+    first, last = int(network.network_address), int(network.broadcast_address)
+    top = 2**network.max_prefixlen - 1
+    return [n for n in (first - 1, first, first + 1, last - 1, last, last + 1) if 0 <= n <= top]
+
+
+@pytest.mark.parametrize(("cidr", "reason"), _PROPERTY_RANGES)
+def test_property_rules_cover_exactly_their_range(cidr: str, reason: str) -> None:
+    network = ipaddress.ip_network(cidr)
+    make = ipaddress.IPv4Address if network.version == 4 else ipaddress.IPv6Address
+    for number in _edges(network):
+        ip = make(number)
+        if ip in network:
+            assert refused(check_address(ip, ALLOW_ALL), reason), ip
+        elif reason != "reserved":
+            assert check_address(ip, ALLOW_ALL).reason != reason, ip
+
+
+@FUZZ
+@given(st.integers(min_value=0, max_value=2**32 - 1) | st.integers(min_value=0, max_value=2**128 - 1))
+def test_loopback_is_127_8_and_colon_colon_1_only(number: int) -> None:
+    ip = ipaddress.ip_address(number)
+    expected = ip in ipaddress.ip_network("127.0.0.0/8") or ip == ipaddress.IPv6Address("::1")
+    assert (check_address(ip, UrlPolicy(allow_private=True)).reason == "loopback") == expected
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "169.254.1.1", "fe80::1", "224.0.0.1", "ff02::1",
+                                  "240.0.0.1", "::", "0.1.2.3"])
+def test_always_refused_and_loopback_ranges_also_refuse_their_ipv4_mapped_forms(host: str) -> None:
+    ip = ipaddress.ip_address(host)
+    if ip.version == 4:
+        mapped = ipaddress.IPv6Address(f"::ffff:{ip}")
+        assert check_address(mapped, DEFAULT).reason == check_address(ip, DEFAULT).reason
+    assert not check_address(ip, DEFAULT).ok
