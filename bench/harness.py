@@ -27,7 +27,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The broker port of the benchmarks (off 9092/19092 so `make run` and `make test` are not disturbed).
 DEFAULT_BROKER_PORT = 29792
 
@@ -51,7 +50,11 @@ def free_port() -> int:
 
 
 def pct(sorted_values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile of an ascending sequence."""
+    """Nearest-rank percentile of an ascending sequence.
+
+    Not ``statistics.quantiles``: it interpolates between samples, so its p99 of 100 latencies
+    is a value no event had, and the numbers would no longer compare with earlier runs'.
+    """
     if not sorted_values:
         return None
     rank = max(1, -(-len(sorted_values) * p // 100))
@@ -64,7 +67,8 @@ def pct(sorted_values: Sequence[float], p: float) -> float | None:
 
 
 def proc_status_kb(pid: int, key: str) -> int | None:
-    """A ``kB`` field of /proc/<pid>/status (VmRSS, VmHWM), or None if the process is gone."""
+    """A ``kB`` field of /proc/<pid>/status, or None if the process is gone. For VmHWM, the
+    kernel's peak RSS, which psutil does not expose on Linux."""
     try:
         with open(f"/proc/{pid}/status", "rb") as fh:
             for line in fh:
@@ -75,14 +79,25 @@ def proc_status_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def proc_rss_kb(pid: int) -> int | None:
+    """Resident set size of a process in kB (VmRSS), or None if it is gone."""
+    import psutil  # the bench extra's; importing bench.harness needs only the test set-up
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss // 1024)
+    except psutil.Error:
+        return None
+
+
 def proc_cpu_s(pid: int) -> float | None:
     """utime + stime of a process, in seconds (own threads included, children not)."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, ValueError, IndexError):
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
+    return float(times.user + times.system)
 
 
 class ProcWatch:
@@ -113,7 +128,7 @@ class ProcWatch:
             }
 
     def _sample(self, entry: dict[str, Any]) -> None:
-        rss = proc_status_kb(entry["pid"], "VmRSS")
+        rss = proc_rss_kb(entry["pid"])
         if rss is None:
             return
         if entry["hwm"]:
