@@ -64,7 +64,11 @@ class KafkaNonceStore:
         self._log_now = 0.0
         self._max_entries = max_entries
         # Key digest -> time of its last accepted use, in the order accepted: expiry and the size
-        # bound pop from the front. (An OrderedDict of floats: a third of a TTLCache's memory.)
+        # bound pop from the front. Not a cachetools TTLCache, which would not be the same rule:
+        # it expires an entry by its timer at insertion rather than by the record's own stamp,
+        # hides an expired entry the rule above still reads, reorders entries on lookup (so the
+        # size bound would drop others), and takes twice the memory (27 against 13 MB per
+        # 100,000 entries, measured with tracemalloc).
         self._index: OrderedDict[bytes, float] = OrderedDict()
         self._decisions: LRUCache[tuple[int, int], bool] = LRUCache(_RECENT_DECISIONS)
         self._applied: dict[int, int] = {}  # partition -> next offset to apply

@@ -255,7 +255,8 @@ class NonceCache:
         self._window_s = window_s
         self._max_entries = max_entries
         # Insertion order is (almost always) first-seen order, so expiry and eviction pop from
-        # the front in O(1) per entry.
+        # the front in O(1) per entry. (Not cachetools: this package is standard library only,
+        # and a TTLCache's window would end just before window_s, where this one includes it.)
         self._first_seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         # Sync route handlers run in a thread pool; OrderedDict mutation is not atomic.
         self._lock = threading.Lock()
