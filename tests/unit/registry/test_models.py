@@ -18,22 +18,13 @@ from bridge.registry.models import (
     Subscription,
 )
 from bridge.registry.partners import delivery_prefs, validated
-
-# Records as the hand-written codec (json.dumps of dataclasses.asdict) wrote them to the compacted
-# topics before the records became models: brokers hold these bytes and must keep decoding them.
-V_PARTNER_FULL = b'{"id":"p-0123456789ab","name":"Acme Security","user_id":"admin","app_key":"24681357","secrets":[{"token":"gAAAAABnew-token","created_at":1764633600.25,"expires_at":null},{"token":"gAAAAABold-token","created_at":1764000000.0,"expires_at":1764720000.5}],"event_types":[196893,198914],"state":"disabled","delivery":{"timeout_s":2.5,"max_in_flight":4,"push_statuses":[0,1,2,4],"linkage_mode":"merged","merge_wait_s":30.0,"picture_mode":"attach","signing":true,"ordered":true,"verify_tls":false,"max_batch":50},"allow_unsigned_timestamp":true,"created_at":1764000000.0,"updated_at":1764633600.25}'
-V_PARTNER_MINIMAL = b'{"id":"p-min","name":"Min","user_id":"u","app_key":"10000000","secrets":[{"token":"gAAAAABtok","created_at":1.0,"expires_at":null}],"event_types":null,"state":"active","delivery":{"timeout_s":5.0,"max_in_flight":16,"push_statuses":null,"linkage_mode":"separate","merge_wait_s":10.0,"picture_mode":"passthrough","signing":false,"ordered":false,"verify_tls":true,"max_batch":1},"allow_unsigned_timestamp":false,"created_at":0.0,"updated_at":0.0}'
-V_SUB_DEFAULTS = b'{"partner_id":"p-0123456789ab","event_type":196893,"event_dest":"http://10.0.0.5:8080/eventRcv","sub_type":0,"event_lvl":[0,1,2,3],"token":null,"pass_back":null,"updated_at":0.0}'
-V_SUB_FULL = b'{"partner_id":"p-0123456789ab","event_type":131329,"event_dest":"https://partner.example/push?x=1","sub_type":2,"event_lvl":[1,3],"token":"tok-\\u00e9","pass_back":1,"updated_at":1764633600.5}'
-# A record written before maxBatch and allowUnsignedTimestamp existed.
-V_PARTNER_BEFORE_MAX_BATCH = (
-    b'{"id":"p-old","name":"Old","user_id":"u","app_key":"10000001","secrets":[{"token":"gAAAAABtok",'
-    b'"created_at":1.0,"expires_at":null}],"event_types":[196893],"state":"active","delivery":'
-    b'{"timeout_s":5,"max_in_flight":16,"push_statuses":[0,1,2,4],"linkage_mode":"separate",'
-    b'"merge_wait_s":10,"picture_mode":"passthrough","signing":false,"ordered":false,'
-    b'"verify_tls":true},"created_at":1.0,"updated_at":1.0}'
+from tests.fixtures.registry_records import (
+    V_PARTNER_BEFORE_MAX_BATCH,
+    V_PARTNER_FULL,
+    V_PARTNER_MINIMAL,
+    V_SUB_DEFAULTS,
+    V_SUB_FULL,
 )
-
 
 def test_decodes_records_written_by_the_previous_codec() -> None:
     full = Partner.model_validate_json(V_PARTNER_FULL)
