@@ -19,10 +19,10 @@ import httpx
 from bridge.platform.artemis import signed_headers
 
 __all__ = [
+    "Onboarded",
+    "OnboardingError",
     "PARTNERS",
     "SUBSCRIBE",
-    "OnboardingError",
-    "Onboarded",
     "create_request",
     "created",
     "onboard",

@@ -21,11 +21,11 @@ from pydantic.alias_generators import to_camel
 from bridge.settings import KNOWN_STATUSES
 
 __all__ = [
-    "MAX_BATCH",
     "DeliveryChanges",
     "DeliveryPrefs",
     "EncryptedSecret",
     "LinkageMode",
+    "MAX_BATCH",
     "NewPartner",
     "Partner",
     "PartnerChanges",
