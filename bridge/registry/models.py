@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from bridge.settings import KNOWN_STATUSES
 
@@ -49,7 +50,9 @@ def _sorted_unique(values: tuple[int, ...] | None) -> tuple[int, ...] | None:
 
 def _known_statuses(values: tuple[int, ...] | None) -> tuple[int, ...] | None:
     if values is not None and not set(values) <= KNOWN_STATUSES:
-        raise ValueError(f"must be a list of {sorted(KNOWN_STATUSES)}")
+        # A custom error: its message reads as written, without pydantic's "Value error, ".
+        raise PydanticCustomError("unknown_status", "must be a list of {known}",
+                                  {"known": str(sorted(KNOWN_STATUSES))})
     return _sorted_unique(values)
 
 
