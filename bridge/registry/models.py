@@ -6,6 +6,8 @@ The compacted topics hold each record as the JSON of its model under the Python 
 ``Partner.model_validate_json()`` are the codec. The admin API reads and writes the same models
 under their camelCase aliases (``userId``, ``maxInFlight``…). Bounds live on the fields, so a
 record cannot be built, decoded or changed out of range, and a change names the field it breaks.
+So a bound (or KNOWN_STATUSES) may only widen: a stored record outside a narrowed one would no
+longer decode, and the view would skip that partner (reporting its key).
 Unknown fields in a stored record are ignored (a newer version may add some); unknown fields in
 an admin change are refused.
 """
