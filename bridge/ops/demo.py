@@ -38,6 +38,7 @@ from bridge.ops.onboarding import (
 from bridge.settings import Settings
 from bridge.topics import topic_table
 
+
 @dataclass(frozen=True)
 class DemoPartner:
     name: str
