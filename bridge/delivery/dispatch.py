@@ -135,6 +135,11 @@ class Dispatcher:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.drain_timeout_s)
 
+    @property
+    def draining(self) -> bool:
+        """Stopped taking work; pushes in flight may still settle."""
+        return self._stopping
+
     def forget(self, partitions: Sequence[Partition]) -> None:
         """Drop the held tasks of partitions this worker no longer owns."""
         for key in partitions:
