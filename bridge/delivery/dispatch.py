@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -35,7 +35,8 @@ from bridge.delivery.records import dead_letter, encode_outcome, outcome
 from bridge.delivery.result import SendResult
 from bridge.delivery.retry import NextStep, RetryPolicy
 from bridge.delivery.sender import PartnerSender, prepare
-from bridge.delivery.source import Partition, Record, RecordSink, TaskRef, TaskSource, Undecodable
+from bridge.delivery.source import (Partition, Partners, Record, RecordSink, TaskRef, TaskSource,
+                                    Undecodable)
 from bridge.errors import BridgeError
 from bridge.events import DeliveryTask
 from bridge.registry.models import Partner
@@ -53,12 +54,6 @@ E2E = Histogram("bridge_end_to_end_seconds", "Platform ingest to partner 2xx",
 DEAD = Counter("bridge_dead_letters_total", "Tasks written to the dead-letter topic", ["partner"])
 BREAKER = Gauge("bridge_breaker_open", "1 while a destination's circuit breaker is open", ["destination"])
 IN_FLIGHT = Gauge("bridge_in_flight", "Pushes in flight in this worker")
-
-
-class Partners(Protocol):
-    """Who the partners are now (``registry.view.RegistryView`` in the worker)."""
-
-    def partner(self, partner_id: str) -> Partner | None: ...
 
 
 @dataclass

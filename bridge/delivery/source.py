@@ -1,8 +1,9 @@
-"""The two seams of dispatch: where tasks come from and where its records go.
+"""The seams of dispatch: where tasks come from, where its records go, who the partners are.
 
 The svix pattern: the queue behind an interface. ``consumer.DeliveryConsumer`` reads the task
 topics from Kafka and commits what is settled; the shared ``kafka.producer.AsyncProducer`` is the
-sink. Tests drive ``dispatch.Dispatcher`` with in-memory ones (``tests/fixtures/delivery.py``).
+sink, the worker's ``registry.view.RegistryView`` knows the partners. Tests drive
+``dispatch.Dispatcher`` with in-memory ones (``tests/fixtures/delivery.py``).
 
 The contract a source keeps: every task it hands out stays unsettled (its commit point does not
 pass it) until dispatch calls ``settled`` for it, and dispatch calls ``settled`` only after the
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from bridge.events import DeliveryTask
+from bridge.registry.models import Partner
 
 #: A topic partition: ``(topic, partition)``.
 Partition = tuple[str, int]
@@ -71,4 +73,10 @@ class RecordSink(Protocol):
     async def send_many(self, records: list[Record]) -> object:
         """Write ``records`` and return only when every one is acknowledged, else raise a
         ``BridgeError`` (``retriable`` when writing again may succeed)."""
+        ...
+
+
+class Partners(Protocol):
+    def partner(self, partner_id: str) -> Partner | None:
+        """The partner as it is now; None once deleted."""
         ...
