@@ -70,6 +70,7 @@ class DeliveryConsumer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: Consumer | None = None
+        self._closed = False
         self._last_commit = self._last_lag = 0.0
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -83,8 +84,12 @@ class DeliveryConsumer:
 
     async def close(self) -> None:
         """Commit what is settled and leave the group; unsettled tasks go to the next owner."""
+        if self._closed:
+            return
+        self._closed = True
         if self._consumer is not None:
             await self._call(self._commit_sync)
+            # close() runs the revocation callback (one more commit) on this same thread.
             await self._call(self._consumer.close)
         self._executor.shutdown(wait=False)
 
