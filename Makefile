@@ -41,9 +41,9 @@ $(VENV)/.installed-deploy: $(VENV)/.installed-test
 test-deploy: $(VENV)/.installed-deploy
 	BIN=$(BIN) bash scripts/deploy/test-deploy.sh
 
-# Unit tests only: no broker needed (the one case where broker tests may be left out).
+# Unit and functional tests only: no broker needed (the one case where broker tests may be left out).
 unit: install-test
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit tests/functional -q
 
 lint: install-test
 	$(BIN)/lint-imports

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from cachetools import TLRUCache
 
 from bridge.delivery.records import millis
 from bridge.events import DeliveryTask
@@ -41,38 +42,36 @@ def _epoch_ms(value: Any) -> int | None:
 
 
 class DeliveredIds:
-    """Task keys delivered within the last ``window_s`` seconds (oldest forgotten first)."""
+    """Task keys delivered within the last ``window_s`` seconds of their delivery time.
+
+    A ``cachetools.TLRUCache`` whose time-to-use is the delivery time plus the window: keys read
+    back from outcomes on assignment carry their outcome's time, not the time they were read,
+    so a plain TTL cache (aged from insertion) would keep an outcome read at the end of the
+    window for a whole window more. Beyond ``limit`` keys the least recently added goes first.
+    """
 
     def __init__(self, window_s: float, limit: int = 1_000_000) -> None:
         self.window_s = window_s
-        self.limit = limit
-        self._at: OrderedDict[str, float] = OrderedDict()
-        # Filled from the consumer thread (assignment) and the event loop (deliveries).
+        self._at: TLRUCache[str, float] = TLRUCache(
+            maxsize=limit, ttu=lambda _key, at, _now: at + window_s, timer=time.time)
+        # Filled from the consumer thread (assignment) and the event loop (deliveries);
+        # cachetools' caches are not thread-safe.
         self._lock = threading.Lock()
 
     def add(self, key: str, at: float) -> None:
-        now = time.time()
-        if now - at > self.window_s:
-            return
+        """``key`` was delivered at ``at`` (epoch seconds); an older time never shortens it."""
         with self._lock:
-            self._at[key] = max(at, self._at.get(key, at))
-            self._at.move_to_end(key)
-            self._trim(now)
+            known = self._at.get(key)
+            self._at[key] = at if known is None else max(at, known)
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
-            at = self._at.get(key)  # type: ignore[arg-type]
-        return at is not None and time.time() - at <= self.window_s
+            return key in self._at
 
     def __len__(self) -> int:
-        return len(self._at)
-
-    def _trim(self, now: float) -> None:
-        while self._at:
-            oldest, at = next(iter(self._at.items()))
-            if now - at <= self.window_s and len(self._at) <= self.limit:
-                break
-            del self._at[oldest]
+        with self._lock:
+            self._at.expire()
+            return len(self._at)
 
 
 def read_recent(config: dict[str, Any], topic: str, partitions: Iterable[int], since: float,

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from cachetools import TTLCache
 from httpx_aiohttp import AiohttpTransport
 
 from bridge import __version__
@@ -141,17 +142,16 @@ class PartnerSender:
         self.client = client
         self.insecure_client = insecure_client or client
         self.policy = policy
-        self._verdicts: dict[str, tuple[float, UrlVerdict]] = {}
+        # Aged from when the verdict was reached, which is what a TTL cache measures.
+        self._verdicts: TTLCache[str, UrlVerdict] = TTLCache(maxsize=10_000, ttl=POLICY_TTL_S,
+                                                             timer=time.monotonic)
 
     async def _allowed(self, url: str) -> UrlVerdict:
-        now = time.monotonic()
         cached = self._verdicts.get(url)
-        if cached and now - cached[0] < POLICY_TTL_S:
-            return cached[1]
+        if cached is not None:
+            return cached
         verdict = await check_resolved(url, self.policy)
-        if len(self._verdicts) > 10_000:
-            self._verdicts.clear()
-        self._verdicts[url] = (now, verdict)
+        self._verdicts[url] = verdict
         return verdict
 
     async def send(self, push: PreparedPush, verify_tls: bool = True) -> SendResult:

@@ -1,9 +1,18 @@
-"""The delivery stage of the worker: the delivery loop with its HTTP clients and secrets."""
+"""The delivery stage of the worker: the Kafka consumer feeding dispatch, with its HTTP clients
+and secrets.
+
+``consumer.DeliveryConsumer`` (task topics, commits) is the source, ``dispatch.Dispatcher``
+(slots, pushes, settle) does the work, the worker's shared producer is the sink.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
+from bridge.delivery.consumer import DeliveryConsumer
+from bridge.delivery.delivered import DeliveredIds
+from bridge.delivery.dispatch import Dispatcher
 from bridge.delivery.sender import PartnerSender, build_clients, close_clients
-from bridge.delivery.worker import DeliveryWorker
 from bridge.errors import ConfigError
 from bridge.registry.models import Partner
 from bridge.registry.partners import SecretBox
@@ -23,13 +32,21 @@ def stage(settings: Settings) -> Stage:
 
     async def run(worker: Worker) -> None:
         view = await worker.registry()
+        await asyncio.to_thread(view.wait_ready, 120.0)
         client, insecure = build_clients(str(settings.ca_bundle) if settings.ca_bundle else None)
         sender = PartnerSender(client, insecure, UrlPolicy.from_settings(settings))
+        delivered = DeliveredIds(settings.redelivery_window_s)
+        consumer = DeliveryConsumer(settings, delivered)
         try:
+            await consumer.open()
             # Outcomes, retries and dead letters go through the worker's shared producer, which
             # the worker flushes after every stage has drained.
-            await DeliveryWorker(settings, view, sender, worker.producer, secrets_for).run(worker.stop)
+            await Dispatcher(settings, view, sender, worker.producer, consumer, secrets_for,
+                             delivered).run(worker.stop)
         finally:
-            await close_clients(client, insecure)
+            try:
+                await consumer.close()  # after the drain: commits what it settled
+            finally:
+                await close_clients(client, insecure)
 
     return Stage("delivery", run)

@@ -1,4 +1,4 @@
-"""Per-partner batching (``maxBatch``): which waiting tasks share one push, and the merged push."""
+"""Per-partner batching (bridge.delivery.batching): which waiting tasks share one push, the merged push."""
 
 from __future__ import annotations
 
@@ -22,27 +22,30 @@ def _one(event_id: str, **overrides: Any) -> DeliveryTask:
 def _pending(*tasks: DeliveryTask) -> Any:
     from collections import deque
 
-    return deque((("t", 0), i, t, t.delivery_id) for i, t in enumerate(tasks))
+    from bridge.delivery.batching import Waiting
+    from bridge.delivery.source import TaskRef
+
+    return deque(Waiting(TaskRef("t", 0, i), t, t.delivery_id) for i, t in enumerate(tasks))
 
 
 class TestBatching:
     def test_takes_compatible_tasks_up_to_max_events(self) -> None:
-        from bridge.delivery.worker import take_batch
+        from bridge.delivery.batching import take_batch
 
         pending = _pending(*(_one(f"e{i}") for i in range(5)))
         batch = take_batch(pending, 3)
-        assert [t.event_ids for _, _, t, _ in batch] == [("e0",), ("e1",), ("e2",)]
+        assert [t.event_ids for _, t, _ in batch] == [("e0",), ("e1",), ("e2",)]
         assert len(pending) == 2
 
     def test_one_waiting_task_goes_alone_at_once(self) -> None:
-        from bridge.delivery.worker import take_batch
+        from bridge.delivery.batching import take_batch
 
         pending = _pending(_one("e0"))
-        assert [t.event_ids for _, _, t, _ in take_batch(pending, 50)] == [("e0",)]
+        assert [t.event_ids for _, t, _ in take_batch(pending, 50)] == [("e0",)]
         assert take_batch(pending, 50) == []
 
     def test_stops_at_a_task_for_another_destination_or_attempt(self) -> None:
-        from bridge.delivery.worker import take_batch
+        from bridge.delivery.batching import take_batch
 
         pending = _pending(_one("e0"), _one("e1", event_dest="http://127.0.0.1:1/other"), _one("e2"))
         assert len(take_batch(pending, 50)) == 1
@@ -50,7 +53,7 @@ class TestBatching:
         assert len(take_batch(pending, 50)) == 1
 
     def test_other_send_times_share_a_push_other_abilities_do_not(self) -> None:
-        from bridge.delivery.worker import take_batch
+        from bridge.delivery.batching import take_batch
 
         def with_params(event_id: str, **params: Any) -> DeliveryTask:
             task = _one(event_id)
@@ -58,18 +61,18 @@ class TestBatching:
 
         pending = _pending(_one("e0"), with_params("e1", sendTime="2024-05-01T12:00:09.000+08:00"),
                            with_params("e2", ability="event_acs"))
-        assert [t.event_ids for _, _, t, _ in take_batch(pending, 50)] == [("e0",), ("e1",)]
+        assert [t.event_ids for _, t, _ in take_batch(pending, 50)] == [("e0",), ("e1",)]
 
     def test_counts_events_not_tasks(self) -> None:
-        from bridge.delivery.worker import merge_tasks, take_batch
+        from bridge.delivery.batching import merge_tasks, take_batch
 
         merged = merge_tasks([_one("a"), _one("b")])
         pending = _pending(_one("e0"), merged, _one("e1"))
         batch = take_batch(pending, 3)
-        assert sum(len(t.event_ids) for _, _, t, _ in batch) == 3
+        assert sum(len(t.event_ids) for _, t, _ in batch) == 3
 
     def test_merge_is_one_push_with_every_event(self) -> None:
-        from bridge.delivery.worker import merge_tasks
+        from bridge.delivery.batching import merge_tasks
 
         tasks = [_one("e0"), _one("e1"), _one("e2")]
         merged = merge_tasks(tasks)

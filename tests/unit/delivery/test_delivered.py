@@ -50,3 +50,12 @@ def test_a_task_and_its_delivered_outcome_have_the_same_key() -> None:
     assert instance_key(record["delivery_id"], _epoch_ms(record["ingested_at"])) == task_key(task)
     # A platform re-send of the same report is a new ingest: the same delivery id, another task.
     assert task_key(replace(task, ingest_ts=task.ingest_ts + 60)) != task_key(task)
+
+
+def test_an_outcome_read_back_ages_from_its_own_time_not_from_when_it_was_read() -> None:
+    ids = DeliveredIds(window_s=60)
+    ids.add("late", time.time() - 59.95)  # an outcome near the end of its window, read just now
+    assert "late" in ids
+    time.sleep(0.1)  # past its delivery time + window (a TTL cache aged by insertion keeps it 60 s)
+    assert "late" not in ids
+    assert len(ids) == 0
