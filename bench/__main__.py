@@ -3,7 +3,7 @@
 Starts a dedicated local Kafka (port 29792, throw-away data directory), runs the six scenarios of
 issue #7 in order — each against (a) the limit of this machine for the same work, (b) the naive
 bridge of ``bench/naive.py`` and (c) the bridge (``python -m bridge api`` + ``worker``
-subprocesses) — then writes the JSON results to ``bench/out/`` and the report to
+subprocesses) — and issue #15's memory scenario (s7, the bridge alone), then writes the JSON results to ``bench/out/`` and the report to
 ``docs/benchmarks.md`` with the latency plot ``docs/benchmarks-latency.png``.
 
 Sizes: ``--quick`` (the default) scales the issue's counts down so that the whole run fits in
@@ -31,9 +31,9 @@ from typing import Any
 
 from bench.harness import CLEANUP, DEFAULT_BROKER_PORT, OUT, ROOT, Broker, log
 
-SCENARIOS = ("s1", "s2", "s3", "s4", "s5", "s6")
+SCENARIOS = ("s1", "s2", "s3", "s4", "s5", "s6", "s7")
 MODULES = {"s1": "s1_throughput", "s2": "s2_latency", "s3": "s3_fanout", "s4": "s4_isolation",
-           "s5": "s5_subscriptions", "s6": "s6_crash"}
+           "s5": "s5_subscriptions", "s6": "s6_crash", "s7": "s7_memory"}
 
 #: The issue's sizes (``--full``).
 FULL: dict[str, dict[str, Any]] = {
@@ -45,6 +45,7 @@ FULL: dict[str, dict[str, Any]] = {
            "http_requests": 20_000},
     "s5": {"sizes": (10, 1000, 10000), "events": 5000, "in_process_events": 5000},
     "s6": {"events": 100_000, "partners": 10, "kill_at": 0.4, "naive_events": 5000},
+    "s7": {"partners": 10_000, "in_flight": 1000, "hold_s": 4.0, "rounds": 5},
 }
 #: Scaled down so that ``make bench`` stays under 15 minutes on 2 cores (the default).
 QUICK: dict[str, dict[str, Any]] = {
@@ -56,6 +57,7 @@ QUICK: dict[str, dict[str, Any]] = {
            "http_requests": 4000},
     "s5": {"sizes": (10, 1000, 10000), "events": 1000, "in_process_events": 1000},
     "s6": {"events": 1500, "partners": 10, "kill_at": 0.4, "naive_events": 200},
+    "s7": {"partners": 10_000, "in_flight": 1000, "hold_s": 3.0, "rounds": 2},
 }
 
 

@@ -313,6 +313,10 @@ class Receiver:
     def count(self, prefix: str) -> int:
         return int(self._get("/_bench/count", prefix=prefix)["received"])
 
+    def held(self) -> int:
+        """Requests to ``slow`` URLs the receiver holds right now (pushes in flight to it)."""
+        return int(self._get("/_bench/count")["held"])
+
     def stats(self, prefix: str, split: Sequence[str] = (), expect: int | None = None,
               partners: int | None = None, quantiles: int = 0, series: int = 0) -> dict[str, Any]:
         return self._get("/_bench/stats", prefix=prefix, split=",".join(split), expect=expect,

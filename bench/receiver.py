@@ -5,7 +5,8 @@ partners need one process and one port, and the bridge still sees 1,000 distinct
 circuit breakers are per ``scheme://host:port/path``). Paths (all POST):
 
 - ``/p/<group>/<name>``          answer 200 at once;
-- ``/slow/<s>/<group>/<name>``   answer 200 after ``s`` seconds;
+- ``/slow/<s>/<group>/<name>``   answer 200 after ``s`` seconds (``/_bench/count`` says how many
+  such requests are being held at that moment);
 - ``/never/<group>/<name>``      never answer (the handler sleeps an hour; the client times out).
 
 Each request is recorded under ``<group>/<name>``: the time it arrived and, read from the body
@@ -56,6 +57,8 @@ class Bucket:
 class Recorder:
     def __init__(self) -> None:
         self.buckets: dict[str, Bucket] = {}
+        #: Requests to ``/slow/`` paths being held right now (read, not yet answered).
+        self.held = 0
 
     def record(self, key: str, body: bytes, now: float) -> None:
         bucket = self.buckets.get(key)
@@ -174,7 +177,11 @@ def build_app(recorder: Recorder) -> web.Application:
 
     async def slow(request: web.Request) -> web.Response:
         body = await request.read()
-        await asyncio.sleep(float(request.match_info["s"]))
+        recorder.held += 1
+        try:
+            await asyncio.sleep(float(request.match_info["s"]))
+        finally:
+            recorder.held -= 1
         recorder.record(request.match_info["key"], body, time.time())
         return web.Response(text="OK")
 
@@ -195,7 +202,7 @@ def build_app(recorder: Recorder) -> web.Application:
     async def count(request: web.Request) -> web.Response:
         prefix = request.query.get("prefix", "")
         n = sum(b.count for k, b in recorder.buckets.items() if k.startswith(prefix))
-        return web.json_response({"received": n, "time": time.time()})
+        return web.json_response({"received": n, "held": recorder.held, "time": time.time()})
 
     async def reset(request: web.Request) -> web.Response:
         prefix = request.query.get("prefix", "")

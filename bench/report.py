@@ -177,6 +177,11 @@ def latency_goals(res: dict[str, Any]) -> list[tuple[str, float | None, str, flo
     if "bridge" in s6:
         lost = s6["bridge"]["lost"]
         out.append(("s6 0 lost in the crash", float(lost), f"{n(lost)} lost", 0.0))
+    s7 = sc.get("s7", {})
+    if "worker" in s7:
+        w, sz = s7["worker"], s7["sizes"]
+        out.append((f"worker RSS at {n(sz['partners'])} partners with {n(sz['in_flight'])} pushes in flight < 300 MB",
+                    w["peak_rss_mb"], f"{n(w['peak_rss_mb'])} MB peak ({n(w['most_held'])} held at once)", 300.0))
     return out
 
 
@@ -423,11 +428,30 @@ def section_s6(s: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def section_s7(s: dict[str, Any]) -> str:
+    sz, w = s["sizes"], s["worker"]
+    out = [f"A registry of {n(sz['partners'])} partners (seeded into the registry topics); {n(sz['in_flight'])} of them "
+           f"take one event type at a receiver that holds every push {sz['hold_s']:g} s before answering. "
+           f"{sz['rounds']} events of that type, one after the other: each is {n(sz['in_flight'])} pushes open at once. "
+           "The worker's VmRSS and the receiver's count of held requests sampled every 0.1 s. "
+           "(a) and (b) hold no registry and are not run.\n\n"]
+    per = w.get("rss_per_push_in_flight_kb")
+    out.append(table(["", "(c) bridge worker"],
+                     [["RSS, registry loaded, idle", f"{n(w['idle_rss_mb'])} MB"],
+                      ["peak RSS while pushes were held", f"{n(w['peak_rss_mb'])} MB"],
+                      ["most pushes held at once", n(w["most_held"])],
+                      ["RSS per push in flight ((peak − idle) / held)", DASH if per is None else f"{per:.1f} kB"],
+                      ["VmHWM (whole life, start-up included)", f"{n(w['vm_hwm_mb'])} MB"],
+                      ["delivered / expected", f"{n(w['delivered'])} / {n(w['expected'])}"]]))
+    return "".join(out)
+
+
 SECTIONS = {"s1": ("1. Throughput", section_s1), "s2": ("2. End-to-end latency at fixed rates", section_s2),
             "s3": ("3. Fan-out: one event type, 1,000 partners", section_s3),
             "s4": ("4. Isolation: one slow partner among 20", section_s4),
             "s5": ("5. Subscription scale: routing cost per event", section_s5),
-            "s6": ("6. Crash: worker SIGKILLed mid-run and restarted", section_s6)}
+            "s6": ("6. Crash: worker SIGKILLed mid-run and restarted", section_s6),
+            "s7": ("7. Memory: worker RSS at 10,000 partners, 1,000 pushes in flight", section_s7)}
 
 
 def headline(res: dict[str, Any]) -> str:

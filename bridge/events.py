@@ -79,15 +79,24 @@ class EventRecord:
     #: The event object exactly as the platform sent it.
     raw: Mapping[str, Any]
 
-    def encode(self) -> bytes:
+    def encode(self, decoded_by_orjson: bool = False) -> bytes:
         """Compact UTF-8 JSON. Raises ``UnicodeEncodeError`` for a lone surrogate and
-        ``ValueError`` for a non-finite number anywhere in the event: ingest refuses both."""
+        ``ValueError`` for a non-finite number anywhere in the event: ingest refuses both.
+
+        ``decoded_by_orjson``: every value came from orjson's decoder, which refuses lone
+        surrogates and non-finite numbers itself, so orjson may write it (:func:`task_json`:
+        it would write NaN as null, and here there is none).
+        """
         # Not asdict: it recurses in Python through the event's nesting and deep-copies it.
-        return _dumps({f.name: getattr(self, f.name) for f in fields(self)})
+        value = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        return task_json(value) if decoded_by_orjson else _dumps(value)
 
     @classmethod
     def decode(cls, data: bytes) -> EventRecord:
         return cls(**task_loads(data))
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(EventRecord))
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,17 @@ def error_response(request: Request, exc: BridgeError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def bridge_error_response(request: Request, exc: BridgeError) -> JSONResponse:
+    """The answer to a BridgeError raised while serving ``request``; 5xx are logged."""
+    if _status(exc) >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return error_response(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
-        if _status(exc) >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(request, exc)
+        return bridge_error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

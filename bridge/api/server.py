@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import __version__
 from bridge.api.limits import BodyLimit
@@ -44,6 +45,26 @@ class Services:
     replays: ReplayJobs
 
 
+class BridgeApp(FastAPI):
+    """FastAPI, with the platform's pushes served ahead of it by ``ingest.ingest_app``.
+
+    Only a ``POST`` to exactly the ingest path takes the shortcut (no ``root_path`` in play); any
+    other method or path, the OpenAPI document included, is FastAPI's as before.
+    """
+
+    ingest_path: str = ""
+    ingest_endpoint: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.ingest_endpoint is not None and scope["type"] == "http"
+                and scope["method"] == "POST" and scope["path"] == self.ingest_path
+                and not scope.get("root_path") and not self.root_path):
+            scope["app"] = self
+            await self.ingest_endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def nonce_store(settings: Settings) -> NonceCache | KafkaNonceStore:
     """The configured nonce store (BRIDGE_NONCE_STORE), not yet started."""
     # A nonce must be remembered for as long as its timestamp can still pass the window on
@@ -54,7 +75,7 @@ def nonce_store(settings: Settings) -> NonceCache | KafkaNonceStore:
     return KafkaNonceStore(settings, window_s=window_s, max_entries=settings.nonce_max_entries)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> BridgeApp:
     """Build the application; network connections are opened by the lifespan, not here."""
 
     @asynccontextmanager
@@ -89,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
             view.stop()
             producer.close()
 
-    app = FastAPI(title="event-bridge", version=__version__, lifespan=lifespan,
+    app = BridgeApp(title="event-bridge", version=__version__, lifespan=lifespan,
                   description="Artemis-compatible event subscription API, ingest and admin API.")
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -100,5 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(replays.router)
     app.include_router(ingest.build_router(settings))
+    app.ingest_path = settings.ingest_path
+    app.ingest_endpoint = ingest.ingest_app(settings)
     app.mount("/metrics", make_asgi_app())
     return app

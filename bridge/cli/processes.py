@@ -80,7 +80,7 @@ def api(
 
     config = uvicorn.Config(create_api(settings), host=settings.http_host, port=settings.http_port,
                             log_level=settings.log_level.lower(), proxy_headers=False,
-                            access_log=settings.access_log)
+                            access_log=settings.access_log, http="httptools")
     install_access_log_filter()  # after Config: it configures uvicorn's loggers
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -274,12 +274,16 @@ def _bad_time(value: str) -> NoReturn:
     )
 
 
-def parse_notify(body: bytes | bytearray | str | Any) -> ParseResult:
+def parse_notify(body: bytes | bytearray | str | Any, nesting_bound: int | None = None) -> ParseResult:
     """Parse one push body.
 
     ``body`` is JSON text (``bytes``, ``bytearray`` or ``str``; bytes may be UTF-8, -16 or -32) or
     an already-decoded object. A ``str`` is always taken as JSON text, never as a decoded value.
     Decoded objects are used as they are, not copied.
+
+    ``nesting_bound``: an upper bound, known to the caller, of how deep the body nests (the
+    count of ``[`` and ``{`` in its text is one). When it is at most :data:`MAX_EVENT_DEPTH`
+    nothing in the body can nest too deeply, and the per-event depth walks are skipped.
 
     Raises:
         InvalidInput: when the envelope is unusable, with ``field`` naming the culprit:
@@ -334,11 +338,12 @@ def parse_notify(body: bytes | bytearray | str | Any) -> ParseResult:
     }
 
     # Every event record carries params, so params nested too deeply spoils each event.
-    params_too_deep = _deeper_than(params_extra, MAX_EVENT_DEPTH)
+    walk = nesting_bound is None or nesting_bound > MAX_EVENT_DEPTH
+    params_too_deep = walk and _deeper_than(params_extra, MAX_EVENT_DEPTH)
     valid: list[PlatformEvent] = []
     errors: list[EventError] = []
     for index, raw in enumerate(raw_events):
-        parsed = _parse_event(index, raw)
+        parsed = _parse_event(index, raw, walk)
         if params_too_deep:
             problem = EventError(index, "params", f"params nests deeper than {MAX_EVENT_DEPTH} levels")
             parsed = [*([] if isinstance(parsed, PlatformEvent) else parsed), problem]
@@ -410,8 +415,9 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _parse_event(index: int, raw: object) -> PlatformEvent | list[EventError]:
-    """Validate one event; return it typed, or every problem found in it."""
+def _parse_event(index: int, raw: object, walk: bool = True) -> PlatformEvent | list[EventError]:
+    """Validate one event; return it typed, or every problem found in it (``walk``: whether
+    its depth may exceed the bound and must be measured)."""
     where = f"params.events[{index}]"
     if not isinstance(raw, Mapping):
         return [EventError(index, where, f"event must be a JSON object, got {_kind(raw)}")]
@@ -460,7 +466,7 @@ def _parse_event(index: int, raw: object) -> PlatformEvent | list[EventError]:
     elif not isinstance(src_index, str):
         fail("srcIndex", "must be a string when present")
 
-    if _deeper_than(raw, MAX_EVENT_DEPTH):
+    if walk and _deeper_than(raw, MAX_EVENT_DEPTH):
         errors.append(EventError(index, where, f"event nests deeper than {MAX_EVENT_DEPTH} levels"))
 
     if errors:
@@ -503,6 +509,9 @@ def _as_int(value: object) -> int | None:
     return None
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _deeper_than(value: object, limit: int) -> bool:
     """Whether ``value`` nests objects and arrays more than ``limit`` levels (iteratively: the
     value may be nested far beyond the recursion limit)."""
@@ -511,7 +520,8 @@ def _deeper_than(value: object, limit: int) -> bool:
         item, depth = stack.pop()
         children = item.values() if isinstance(item, Mapping) else item
         for child in children:  # type: ignore[union-attr]
-            if isinstance(child, (Mapping, list, tuple)):
+            # Most values are scalars: the exact type test skips the slower ABC check for them.
+            if type(child) not in _SCALARS and isinstance(child, (Mapping, list, tuple)):
                 if depth + 1 > limit:
                     return True
                 stack.append((child, depth + 1))
