@@ -16,6 +16,9 @@ Variants, to tell the broker's round trips from what the process around the loop
 - ``--alo``: no transaction (at-least-once: idempotent producer, offsets committed after the
   records are acknowledged), what routing would cost with exactly-once moved to delivery;
 - ``--direct``: ``send_offsets_to_transaction`` called without the loop's watchdog thread;
+- ``--routing-like``: each record also writes a changelog record on its source partition and a
+  record keyed by a fresh id to a third topic, as routing writes its correlation state and the
+  event's lifecycle beside each task (more partitions in each transaction);
 - ``--producer k=v;k=v`` / ``--consumer k=v;k=v``: overrides of the loop's clients.
 """
 
@@ -75,8 +78,9 @@ class Timed:
 class Passthrough:
     changelog = None
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, extra: str | None = None) -> None:
         self.topic = topic
+        self.extra = extra
 
     def restore(self, partition: int, entries: dict[bytes, bytes]) -> None:
         pass
@@ -85,7 +89,11 @@ class Passthrough:
         pass
 
     def process(self, message: Any) -> list[Out]:
-        return [Out(self.topic, message.key(), message.value())]
+        out = [Out(self.topic, message.key(), message.value())]
+        if self.extra:
+            out += [Out(self.extra, message.key(), b"{}", partition=message.partition()),
+                    Out(self.extra, uuid.uuid4().bytes, b"{}")]
+        return out
 
     def tick(self, now: float) -> list[Out]:
         return []
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--second-loop", action="store_true")
     ap.add_argument("--alo", action="store_true")
     ap.add_argument("--direct", action="store_true")
+    ap.add_argument("--routing-like", action="store_true")
     ap.add_argument("--producer", default="")
     ap.add_argument("--consumer", default="")
     ap.add_argument("--partitions", type=int, default=6)
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     source, output, rejected = (f"probe.{tag}.{n}" for n in ("in", "out", "rejected"))
     admin = AdminClient({"bootstrap.servers": a.bootstrap})
     for future in admin.create_topics([NewTopic(source, a.partitions, 1), NewTopic(output, a.partitions, 1),
-                                       NewTopic(rejected, 1, 1)]).values():
+                                       NewTopic(rejected, a.partitions, 1)]).values():
         future.result()
     settings = Settings(mode="prod", kafka_bootstrap=a.bootstrap, app_id=f"probe-{tag}",
                         topic_prefix=f"probe.{tag}.", admin_token=SecretStr("x" * 32),
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=_at_least_once, args=(a.bootstrap, tag, source, output, times, ends, stop),
                          daemon=True).start()
     else:
-        loop = Loop(settings, "route", source, Passthrough(output))
+        loop = Loop(settings, "route", source, Passthrough(output, rejected if a.routing_like else None))
         loop.rejected = rejected
         threading.Thread(target=loop.run, args=(stop,), daemon=True).start()
     if a.second_loop:
@@ -199,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         if i < len(ends):
             after.append(at - ends[i])
     print(f"rate {a.rate:g}/s for {a.seconds:g} s; hog {a.hog}, second loop {a.second_loop}, "
-          f"{'at-least-once' if a.alo else 'transactional'}{', direct' if a.direct else ''}; "
+          f"{'at-least-once' if a.alo else 'transactional'}{', direct' if a.direct else ''}"
+          f"{', routing-like outputs' if a.routing_like else ''}; "
           f"producer {producer_overrides}, consumer {consumer_overrides}")
     print(f"  visible {len(seen)}/{count}: sent -> visible p50/p99 ms {_ms([s[0] for s in seen])}; "
           f"sent -> loop's produce {_ms([s[1] for s in seen])}; commit returned -> visible {_ms(after)}")
