@@ -74,7 +74,9 @@ class HopTap:
         self.ready.set()
         try:
             while not self.stop_flag.is_set():
-                for message in consumer.consume(500, 0.05):
+                # consume(n, timeout) returns only when n records are there or the timeout
+                # passed: at low rates that held each mark back by up to the timeout.
+                for message in consumer.consume(500, 0) or consumer.consume(1, 0.05):
                     if message.error() or message.value() is None:
                         continue
                     now = time.time()

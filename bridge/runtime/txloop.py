@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from bridge.errors import BridgeError
 from bridge.events import TASK_HEADROOM, record_size
@@ -43,6 +43,13 @@ log = logging.getLogger("bridge.processor")
 FAILED = Counter("bridge_stage_failures_total",
                  "Records a stage could not process or produce (kept on events.rejected)",
                  ["stage", "reason"])
+#: Where a transaction's time goes. Routing's transaction is on every event's path to its partner
+#: (an event waits for the one in flight, then for its own); the phases tell the client's share
+#: (produce calls) from the broker round trips (offsets: AddOffsetsToTxn + TxnOffsetCommit;
+#: commit: the flush of the produced records + EndTxn).
+PHASE = Histogram("bridge_stage_transaction_seconds", "Duration of each phase of a stage's transaction",
+                  ["stage", "phase"],
+                  buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10))
 _throttle = Throttle(lines=10, per_s=10.0)
 
 #: Longest prefix of a source record kept in its rejected record (which must itself fit).
@@ -145,6 +152,7 @@ class TransactionalLoop:
         #: dead-letters it, and one bound for every output keeps the rule simple.
         self.max_output_bytes = settings.max_record_bytes - TASK_HEADROOM
         self.assigned: set[int] = set()
+        self._phases = tuple(PHASE.labels(stage, phase) for phase in ("produce", "offsets", "commit"))
 
     # --- sessions ------------------------------------------------------------------------------
 
@@ -316,6 +324,8 @@ class TransactionalLoop:
     def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Out],
                 positions: dict[int, int]) -> None:
         """One transaction: the outputs, and the consumed offsets in the consumer group."""
+        phases = self._phases
+        started = time.perf_counter()
         try:
             producer.begin_transaction()
             for out in outputs:
@@ -328,6 +338,8 @@ class TransactionalLoop:
                         break
                     except BufferError:  # local queue full: serve delivery reports, then retry
                         producer.poll(0.05)
+            produced = time.perf_counter()
+            phases[0].observe(produced - started)
             if positions:
                 offsets = [TopicPartition(self.source, p, o) for p, o in sorted(positions.items())]
                 timeout = self.settings.transaction_timeout_s
@@ -337,7 +349,10 @@ class TransactionalLoop:
                 _bounded(lambda: producer.send_offsets_to_transaction(
                     offsets, consumer.consumer_group_metadata(), timeout), 2 * timeout + 5,
                     "send_offsets_to_transaction")
+            sent = time.perf_counter()
+            phases[1].observe(sent - produced)
             self._finish(producer)
+            phases[2].observe(time.perf_counter() - sent)
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.txn_requires_abort():

@@ -144,6 +144,11 @@ def test_one_registry_view_is_shared_by_the_stages(kafka_settings: Settings, fak
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     views = [line for line in metrics.splitlines() if line.startswith("bridge_registry_views ")]
     assert views == ["bridge_registry_views 1.0"]
+    # The same endpoint times each phase of routing's transaction, the event's path to delivery.
+    for phase in ("produce", "offsets", "commit"):
+        [count] = [line for line in metrics.splitlines() if line.startswith(
+            f'bridge_stage_transaction_seconds_count{{phase="{phase}",stage="route"}} ')]
+        assert float(count.split()[-1]) >= 1, count
 
 
 def _members(settings: Settings, stage: str) -> int:
