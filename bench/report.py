@@ -260,7 +260,9 @@ def section_s2(s: dict[str, Any]) -> str:
            + ", ".join(f"{r:,}/s for {t:g} s" for r, t in zip(sz["rates"], sz["seconds"]))
            + f"; undelivered events are counted after a {n(sz['drain_allowance_s'])} s drain allowance. "
            "Latency: the time stamped into each event at the POST to `/eventRcv` (bridge) or at the "
-           "produce (limit, naive: their ingest is a plain producer) to its receipt by the partner.\n\n"]
+           "produce (limit, naive: their ingest is a plain producer) to its receipt by the partner. "
+           "The raw pipeline posts with 64 requests in flight and the bridge's partner has "
+           "maxInFlight 64 (the product's default is 16); the naive bridge posts one at a time.\n\n"]
     rows = []
     for rate, r in s["rates"].items():
         for label, key in (("(a) limit: raw produce→consume→aiohttp", "limit"), ("(b) naive", "naive"),
