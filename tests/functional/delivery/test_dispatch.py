@@ -9,6 +9,7 @@ sender's client seam; its gates make "in flight" a state to look at, not a durat
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import replace
@@ -222,6 +223,36 @@ async def test_a_batch_settles_every_event_on_2xx() -> None:
         assert bench.remote.pushed_events("p") == [["e0"], ["e1", "e2", "e3", "e4", "e5"]]
         delivered = [o["event_ids"] for o in bench.queue.outcomes() if o["result"] == "delivered"]
         assert delivered == [["e0"], ["e1", "e2", "e3", "e4", "e5"]]
+        _clean(bench)
+
+
+async def test_a_batch_push_is_the_platform_format_byte_for_byte() -> None:
+    # What a partner got for these events before batching was reworked: the first task's body
+    # with every event of the batch in order, written compactly as UTF-8 (json, not orjson,
+    # here: an independent writer of the same bytes).
+    book = PartnerBook()
+    book.add(partner_with("p", max_batch=5, max_in_flight=1))
+    async with dispatching(_settings(), book) as bench:
+        first = task_for("p", "e0", bench.remote.url("gate/p"))
+        bench.queue.publish(first)
+        await until(lambda: bench.remote.in_flight["p"] == 1, "the first push in flight")
+        tasks = []
+        for i in range(1, 4):
+            task = task_for("p", f"e{i}", bench.remote.url("gate/p"))
+            event = {"eventId": f"e{i}", "srcName": f"Caméra {i} — 北门", "data": {"n": i, "x": [1.5, None]}}
+            tasks.append(replace(task, body={**task.body, "params": {**task.body["params"], "events": [event]}}))
+            bench.queue.publish(tasks[-1])
+        await until(lambda: len(bench.dispatcher.partners["p"].pending) == 3, "three tasks waiting")
+        # Waiting tasks of a batching partner hold no coroutine each: one drain, one push.
+        assert len(bench.dispatcher._tasks) <= 2
+        bench.remote.open("p")
+        await until(lambda: _all_settled(bench), "every task settled")
+        bodies = [request.content for request, _ in bench.remote.received]
+        params = {**tasks[0].body["params"], "events": [t.body["params"]["events"][0] for t in tasks]}
+        expected = json.dumps({**tasks[0].body, "params": params}, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        assert bodies[1] == expected
+        assert bodies[0] == json.dumps(first.body, ensure_ascii=False, separators=(",", ":")).encode()
         _clean(bench)
 
 
