@@ -16,6 +16,7 @@ and commits, and every record goes through the injected sink.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -54,6 +55,13 @@ E2E = Histogram("bridge_end_to_end_seconds", "Platform ingest to partner 2xx",
 DEAD = Counter("bridge_dead_letters_total", "Tasks written to the dead-letter topic", ["partner"])
 BREAKER = Gauge("bridge_breaker_open", "1 while a destination's circuit breaker is open", ["destination"])
 IN_FLIGHT = Gauge("bridge_in_flight", "Pushes in flight in this worker")
+
+
+@functools.lru_cache(maxsize=65536)
+def _counted(partner_id: str, result: str) -> Any:
+    """``DELIVERIES``' child for one partner and result: ``labels()`` validates and locks on
+    every call, once per delivery otherwise."""
+    return DELIVERIES.labels(partner_id, result)
 
 
 @dataclass
@@ -183,7 +191,7 @@ class Dispatcher:
     # --- per task ---------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -207,7 +215,7 @@ class Dispatcher:
         if task.trigger == "live" and (known in self.delivered or known in self.sending):
             # Redone after a crash or rebalance, or a parked copy of one being pushed now: it
             # went (or is going) out already; a failure of that push schedules its own retry.
-            DELIVERIES.labels(task.partner_id, "already_delivered").inc()
+            _counted(task.partner_id, "already_delivered").inc()
             self.source.settled(ref)
             return
         partner = self.view.partner(task.partner_id)
@@ -330,7 +338,7 @@ class Dispatcher:
         """The partner's backlog is full: park the task in the first retry tier (not an attempt)."""
         parked = replace(task, not_before=time.time() + self.policy.schedule[0])
         await self._produce([(self.tier_topics[1], task.partner_id.encode(), parked.encode(), None)])
-        DELIVERIES.labels(task.partner_id, "deferred").inc()
+        _counted(task.partner_id, "deferred").inc()
         self.source.settled(ref)
 
     async def _attempt(self, task: DeliveryTask, partner: Partner) -> SendResult:
@@ -401,7 +409,7 @@ class Dispatcher:
         value, headers = encode_outcome(outcome(task, result, kind, now, next_at))
         records.append((self.outcomes_topic, pkey, value, headers))
         await self._produce(records)
-        DELIVERIES.labels(task.partner_id, kind).inc()
+        _counted(task.partner_id, kind).inc()
         self.source.settled(ref)
         for member_ref, _ in also:
             self.source.settled(member_ref)
