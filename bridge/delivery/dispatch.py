@@ -113,6 +113,8 @@ class Dispatcher:
         self.sending: set[str] = set()
         self.partners: dict[str, PartnerSlots] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Tasks to park in the first retry tier, written together at the end of this loop turn.
+        self._spilling: list[tuple[TaskRef, DeliveryTask]] = []
         self._stopping = False
 
     # --- the loop ----------------------------------------------------------------------------
@@ -136,6 +138,7 @@ class Dispatcher:
         (with the same delivery id); nothing is settled before its records are written.
         """
         self._stopping = True
+        self._spill_now()  # spilled this turn: written (and settled) like the pushes in flight
         for slots in self.partners.values():
             if slots.ordered_queue is not None:  # wakes an idle ordered loop, so it ends
                 slots.ordered_queue.put_nowait(None)
@@ -235,7 +238,9 @@ class Dispatcher:
         waiting = len(slots.pending) if batching else slots.waiting
         if should_spill(waiting, slots.drain.per_second(time.time()), self.settings.partner_backlog,
                         self.policy.schedule[0], from_retry_tier=ref.topic in self.topic_tier):
-            self._spawn(self._spill(ref, task))
+            if not self._spilling:  # the first of this turn: one write for all of them
+                asyncio.get_running_loop().call_soon(self._spill_now)
+            self._spilling.append((ref, task))
             return
         self.sending.add(known)
         if batching:
@@ -334,12 +339,24 @@ class Dispatcher:
                 await asyncio.sleep(step.delay_s)
                 task = replace(task, attempt=task.attempt + 1, trigger="retry")
 
-    async def _spill(self, ref: TaskRef, task: DeliveryTask) -> None:
-        """The partner's backlog is full: park the task in the first retry tier (not an attempt)."""
-        parked = replace(task, not_before=time.time() + self.policy.schedule[0])
-        await self._produce([(self.tier_topics[1], task.partner_id.encode(), parked.encode(), None)])
-        _counted(task.partner_id, "deferred").inc()
-        self.source.settled(ref)
+    def _spill_now(self) -> None:
+        spilled, self._spilling = self._spilling, []
+        if spilled:
+            self._spawn(self._spill(spilled))
+
+    async def _spill(self, spilled: list[tuple[TaskRef, DeliveryTask]]) -> None:
+        """Partners' backlogs are full: park these tasks in the first retry tier (not an attempt).
+
+        The tasks spilled in one turn of the loop (a burst read in one poll) go in one write
+        and one coroutine, not one each.
+        """
+        not_before = time.time() + self.policy.schedule[0]
+        topic = self.tier_topics[1]
+        await self._produce([(topic, task.partner_id.encode(), replace(task, not_before=not_before).encode(), None)
+                             for _, task in spilled])
+        for ref, task in spilled:
+            _counted(task.partner_id, "deferred").inc()
+            self.source.settled(ref)
 
     async def _attempt(self, task: DeliveryTask, partner: Partner) -> SendResult:
         breaker = self.breakers.get(task.event_dest)
