@@ -57,6 +57,8 @@ def take_batch(pending: deque[Waiting], max_events: int) -> list[Waiting]:
         return []
     first = pending.popleft()
     batch = [first]
+    if max_events <= 1:  # a partner of one event per push: no key to compare
+        return batch
     key = _batch_key(first.task)
     if key[-1] is None:  # not an OnEventNotify with a list of events: goes alone
         return batch

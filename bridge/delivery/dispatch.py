@@ -68,14 +68,18 @@ def _counted(partner_id: str, result: str) -> Any:
 class PartnerSlots:
     limit: int
     sem: asyncio.Semaphore
-    waiting: int = 0
     drain: DrainRate = field(default_factory=DrainRate)
-    #: Tasks waiting for a slot of a partner that takes several events per push (maxBatch > 1).
+    #: Tasks waiting for a slot (unordered partners).
     pending: deque[Waiting] = field(default_factory=deque)
-    #: The partner as last dispatched to (maxBatch > 1): what its drain pushes with.
+    #: The partner as last dispatched to: what its drain pushes with.
     partner: Partner | None = None
     #: Whether the drain of ``pending`` runs (one per partner, not one per task).
     draining: bool = False
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a slot."""
+        return len(self.pending)
     #: The ordered partner's tasks; None in it tells its loop that dispatch is stopping.
     ordered_queue: asyncio.Queue[tuple[TaskRef, DeliveryTask] | None] | None = None
 
@@ -234,31 +238,28 @@ class Dispatcher:
                 self._spawn(self._ordered_loop(partner.id, slots.ordered_queue))
             slots.ordered_queue.put_nowait((ref, task))
             return
-        batching = partner.delivery.max_batch > 1
-        waiting = len(slots.pending) if batching else slots.waiting
-        if should_spill(waiting, slots.drain.per_second(time.time()), self.settings.partner_backlog,
-                        self.policy.schedule[0], from_retry_tier=ref.topic in self.topic_tier):
+        if should_spill(len(slots.pending), slots.drain.per_second(time.time()),
+                        self.settings.partner_backlog, self.policy.schedule[0],
+                        from_retry_tier=ref.topic in self.topic_tier):
             if not self._spilling:  # the first of this turn: one write for all of them
                 asyncio.get_running_loop().call_soon(self._spill_now)
             self._spilling.append((ref, task))
             return
         self.sending.add(known)
-        if batching:
-            slots.pending.append(Waiting(ref, task, known))
-            slots.partner = partner
-            if not slots.draining:
-                slots.draining = True
-                self._spawn(self._drain_batches(slots))
-            return
-        self._spawn(self._deliver(ref, task, partner, slots, known))
+        slots.pending.append(Waiting(ref, task, known))
+        slots.partner = partner
+        if not slots.draining:
+            slots.draining = True
+            self._spawn(self._drain(slots))
 
-    async def _drain_batches(self, slots: PartnerSlots) -> None:
-        """Per batching partner, while tasks wait: take a slot, then push what waits as one.
+    async def _drain(self, slots: PartnerSlots) -> None:
+        """Per partner, while tasks wait: take a slot, then push what waits (one push per slot).
 
-        One coroutine per partner, not per task (a task's own coroutine, semaphore wait and
-        done-callback were a tenth of the worker's CPU in s1 (d)). Whatever is waiting when a
-        slot frees goes together (up to maxBatch events); nothing waits to fill a batch, so an
-        idle partner's task goes alone at once.
+        One coroutine per partner, not per task: a waiting task is an entry of ``pending``,
+        not a coroutine suspended on the semaphore (a coroutine, a semaphore waiter and a
+        done-callback per task were a tenth of the worker's CPU in s1 (d)). For a partner with
+        ``maxBatch`` > 1, whatever waits when a slot frees goes together (up to maxBatch
+        events); nothing waits to fill a batch, so an idle partner's task goes alone at once.
         """
         try:
             while slots.pending:
@@ -269,12 +270,12 @@ class Dispatcher:
                 if not members:
                     slots.sem.release()
                     break
-                self._spawn(self._push_batch(partner, slots, members))
+                self._spawn(self._push(partner, slots, members))
         finally:
             slots.draining = False
 
-    async def _push_batch(self, partner: Partner, slots: PartnerSlots, members: list[Waiting]) -> None:
-        """Push ``members`` as one (the slot is taken), free the slot, then record and settle."""
+    async def _push(self, partner: Partner, slots: PartnerSlots, members: list[Waiting]) -> None:
+        """Push ``members`` as one (their slot is taken), free the slot, then record and settle."""
         try:
             try:
                 push = members[0].task if len(members) == 1 else merge_tasks([m.task for m in members])
@@ -287,23 +288,6 @@ class Dispatcher:
         finally:
             for member in members:
                 self.sending.discard(member.key)
-
-    async def _deliver(self, ref: TaskRef, task: DeliveryTask, partner: Partner,
-                       slots: PartnerSlots, known: str) -> None:
-        try:
-            slots.waiting += 1
-            try:
-                await slots.sem.acquire()
-            finally:
-                slots.waiting -= 1
-            try:
-                result = await self._attempt_safely(task, partner)
-            finally:
-                slots.sem.release()
-            slots.drain.record(time.time())
-            await self._finish(ref, task, result)
-        finally:
-            self.sending.discard(known)
 
     async def _attempt_safely(self, task: DeliveryTask, partner: Partner) -> SendResult:
         """A bug in an attempt must not strand the task unsettled: it becomes a retriable failure."""
