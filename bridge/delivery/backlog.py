@@ -19,18 +19,27 @@ HARD_CAP_FACTOR = 10
 
 @dataclass
 class DrainRate:
-    """A partner's recent completions per second (decays while the partner stops answering)."""
+    """A partner's recent completions per second (decays while the partner stops answering).
 
-    finished: deque[float] = field(default_factory=lambda: deque(maxlen=128))
+    Counted in tasks, the unit of the backlog it is compared with: a push of a batching partner
+    (``maxBatch`` > 1) completes all the tasks it carried.
+    """
 
-    def record(self, now: float) -> None:
-        self.finished.append(now)
+    #: (when, tasks completed) of the latest pushes.
+    finished: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=128))
+    _tasks: int = 0
+
+    def record(self, now: float, tasks: int = 1) -> None:
+        if len(self.finished) == self.finished.maxlen:
+            self._tasks -= self.finished[0][1]
+        self.finished.append((now, tasks))
+        self._tasks += tasks
 
     def per_second(self, now: float) -> float | None:
         if len(self.finished) < 2:
             return None
-        span = now - self.finished[0]
-        return len(self.finished) / span if span > 0 else None
+        span = now - self.finished[0][0]
+        return self._tasks / span if span > 0 else None
 
 
 def should_spill(waiting: int, rate: float | None, backlog: int, tier1_delay_s: float,

@@ -282,7 +282,7 @@ class Dispatcher:
                 result = await self._attempt_safely(push, partner)
             finally:
                 slots.sem.release()
-            slots.drain.record(time.time())
+            slots.drain.record(time.time(), len(members))
             await self._finish(members[0].ref, push, result,
                                also=[(m.ref, m.task) for m in members[1:]])
         finally:

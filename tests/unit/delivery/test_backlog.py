@@ -37,3 +37,18 @@ def test_a_task_back_from_a_retry_tier_is_not_parked_again_below_the_cap() -> No
     assert should_spill(500, 50.0, backlog=200, tier1_delay_s=5.0)
     assert not should_spill(500, 50.0, backlog=200, tier1_delay_s=5.0, from_retry_tier=True)
     assert should_spill(2000, 50.0, backlog=200, tier1_delay_s=5.0, from_retry_tier=True)
+
+
+def test_drain_rate_counts_the_tasks_a_batched_push_carried() -> None:
+    # The backlog it is compared with counts tasks: 10 pushes of 50 tasks in a second drain
+    # 500 tasks a second, and 1,200 waiting tasks wait 2.4 s, not the 120 s of 10 pushes/s.
+    drain = DrainRate()
+    for i in range(10):
+        drain.record(i / 10, tasks=50)
+    rate = drain.per_second(1.0)
+    assert rate is not None and 450 < rate < 550
+    assert not should_spill(1200, rate, backlog=200, tier1_delay_s=5.0)
+    for i in range(200):  # the oldest pushes leave the window with their tasks
+        drain.record(2.0 + i / 100)
+    later = drain.per_second(4.0)
+    assert later is not None and 60 < later < 140
