@@ -238,7 +238,7 @@ class Dispatcher:
                 self._spawn(self._ordered_loop(partner.id, slots.ordered_queue))
             slots.ordered_queue.put_nowait((ref, task))
             return
-        if should_spill(len(slots.pending), slots.drain.per_second(time.time()),
+        if should_spill(len(slots.pending), slots.drain.per_second(time.time(), slots.limit),
                         self.settings.partner_backlog, self.policy.schedule[0],
                         from_retry_tier=ref.topic in self.topic_tier):
             if not self._spilling:  # the first of this turn: one write for all of them
@@ -277,12 +277,13 @@ class Dispatcher:
     async def _push(self, partner: Partner, slots: PartnerSlots, members: list[Waiting]) -> None:
         """Push ``members`` as one (their slot is taken), free the slot, then record and settle."""
         try:
+            started = time.time()
             try:
                 push = members[0].task if len(members) == 1 else merge_tasks([m.task for m in members])
                 result = await self._attempt_safely(push, partner)
             finally:
                 slots.sem.release()
-            slots.drain.record(time.time(), len(members))
+            slots.drain.record(time.time(), len(members), started)
             await self._finish(members[0].ref, push, result,
                                also=[(m.ref, m.task) for m in members[1:]])
         finally:
