@@ -5,7 +5,8 @@ memory), but a spilled task waits at least the first retry delay. Spilling on a 
 a healthy partner's bursts (routing commits its tasks a batch at a time) wait 5 s in tier 1.
 So a task spills only when it would wait longer in memory than in tier 1, judged from how fast
 the partner has been answering (before a round of answers, as many as it has slots, only the
-hard cap applies: a fresh worker's first burst spilled and re-spilled in a loop); a hard cap bounds memory whatever the rate.
+hard cap applies: a fresh worker's first burst spilled and re-spilled in a loop); a hard cap
+bounds memory whatever the rate.
 """
 
 from __future__ import annotations
