@@ -393,6 +393,26 @@ async def test_stop_lets_pushes_in_flight_settle() -> None:
         _clean(bench)
 
 
+async def test_stop_settles_what_is_in_flight_and_pushes_nothing_that_waited_for_a_slot() -> None:
+    # One slot: one push in flight, two tasks waiting for the slot when the stop comes. The one
+    # in flight settles before the dispatcher returns (a push answered but left unsettled would
+    # be pushed again by the next owner); the waiting ones are not started, and stay unsettled.
+    book = PartnerBook()
+    book.add(partner_with("p", max_in_flight=1))
+    async with dispatching(_settings(), book) as bench:
+        refs = [bench.queue.publish(task_for("p", f"e{i}", bench.remote.url("gate/p"))) for i in range(3)]
+        await until(lambda: bench.remote.in_flight["p"] == 1 and bench.dispatcher.partners["p"].waiting == 2,
+                    "one push in flight, two waiting")
+        bench.stop.set()
+        await until(lambda: bench.dispatcher.draining, "the drain begun")
+        bench.remote.open("p")
+        await bench.running
+        assert bench.remote.pushed_events("p") == [["e0"]]
+        assert refs[0] in bench.queue.settled_refs and not set(refs[1:]) & set(bench.queue.settled_refs)
+        assert bench.queue.commit_position() == 1
+        _clean(bench)
+
+
 async def test_stop_leaves_unfinished_pushes_unsettled_never_settled_unwritten() -> None:
     book = PartnerBook()
     book.add(partner_with("p"))
