@@ -146,8 +146,10 @@ class Dispatcher:
         for slots in self.partners.values():
             if slots.ordered_queue is not None:  # wakes an idle ordered loop, so it ends
                 slots.ordered_queue.put_nowait(None)
-        # Until every task ends, those started meanwhile included (a partner's drain may be
-        # spawning the push it took a slot for), or the time is up.
+        # Until every task ends, those started meanwhile included (a partner's drain goes on
+        # pushing what waits: a waiting task left unsettled holds its partition's commit point
+        # below the settled tasks after it, which the next owner would push again), or the
+        # time is up.
         deadline = time.monotonic() + self.drain_timeout_s
         while self._tasks and (left := deadline - time.monotonic()) > 0:
             await asyncio.wait(set(self._tasks), timeout=left)
@@ -265,11 +267,8 @@ class Dispatcher:
         events); nothing waits to fill a batch, so an idle partner's task goes alone at once.
         """
         try:
-            while slots.pending and not self._stopping:
+            while slots.pending:
                 await slots.sem.acquire()
-                if self._stopping:  # what still waits stays unsettled: the next owner pushes it
-                    slots.sem.release()
-                    break
                 partner = slots.partner
                 assert partner is not None
                 members = take_batch(slots.pending, partner.delivery.max_batch)
