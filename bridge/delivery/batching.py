@@ -24,17 +24,31 @@ class Waiting(NamedTuple):
     key: str
 
 
+def _envelope_key(params: dict[str, Any]) -> Any:
+    """The envelope's fields other than ``events`` and ``sendTime``, comparable with ``==``.
+
+    Text and null values (the platform's envelope: ``ability``, ``uids``...) compare exactly as
+    they are; anything else is written out as JSON first, since ``==`` takes ``1``, ``1.0`` and
+    ``True`` for one value, which the partner would not.
+    """
+    envelope = {k: v for k, v in params.items() if k != "events" and k != "sendTime"}
+    for value in envelope.values():
+        if value is not None and type(value) is not str:
+            return json.dumps(envelope, sort_keys=True, default=str)
+    return envelope
+
+
 def _batch_key(task: DeliveryTask) -> tuple[Any, ...]:
     """Tasks whose events can share one push: same destination, attempt and envelope.
 
     The envelope is compared without ``sendTime`` (each platform push has its own; a batch is a
     push of ours, and carries its first event's).
     """
-    params = task.body.get("params") if isinstance(task.body, dict) else None
-    envelope = ({k: v for k, v in params.items() if k not in ("events", "sendTime")}
+    body = task.body
+    params = body.get("params") if isinstance(body, dict) else None
+    envelope = (_envelope_key(params)
                 if isinstance(params, dict) and isinstance(params.get("events"), list) else None)
-    return (task.event_dest, task.trigger, task.attempt, task.body.get("method"),
-            json.dumps(envelope, sort_keys=True, default=str) if envelope is not None else None)
+    return (task.event_dest, task.trigger, task.attempt, body.get("method"), envelope)
 
 
 def take_batch(pending: deque[Waiting], max_events: int) -> list[Waiting]:
@@ -43,6 +57,8 @@ def take_batch(pending: deque[Waiting], max_events: int) -> list[Waiting]:
         return []
     first = pending.popleft()
     batch = [first]
+    if max_events <= 1:  # a partner of one event per push: no key to compare
+        return batch
     key = _batch_key(first.task)
     if key[-1] is None:  # not an OnEventNotify with a list of events: goes alone
         return batch

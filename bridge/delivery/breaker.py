@@ -3,6 +3,7 @@ then lets one probe through (half-open); the probe's result closes or re-opens i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 State = Literal["closed", "open", "half_open"]
 
 
+@functools.lru_cache(maxsize=16384)  # once per attempt otherwise; few URLs, many attempts
 def destination_of(url: str) -> str:
     """Breakers are per endpoint, ``scheme://host:port/path`` (the query is left out: it may carry
     a token). Not per host: partners often share one host behind a gateway, and one partner's

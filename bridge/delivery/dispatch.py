@@ -16,6 +16,7 @@ and commits, and every record goes through the injected sink.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -56,14 +57,29 @@ BREAKER = Gauge("bridge_breaker_open", "1 while a destination's circuit breaker 
 IN_FLIGHT = Gauge("bridge_in_flight", "Pushes in flight in this worker")
 
 
+@functools.lru_cache(maxsize=65536)
+def _counted(partner_id: str, result: str) -> Any:
+    """``DELIVERIES``' child for one partner and result: ``labels()`` validates and locks on
+    every call, once per delivery otherwise."""
+    return DELIVERIES.labels(partner_id, result)
+
+
 @dataclass
 class PartnerSlots:
     limit: int
     sem: asyncio.Semaphore
-    waiting: int = 0
     drain: DrainRate = field(default_factory=DrainRate)
-    #: Tasks waiting for a slot of a partner that takes several events per push (maxBatch > 1).
+    #: Tasks waiting for a slot (unordered partners).
     pending: deque[Waiting] = field(default_factory=deque)
+    #: The partner as last dispatched to: what its drain pushes with.
+    partner: Partner | None = None
+    #: Whether the drain of ``pending`` runs (one per partner, not one per task).
+    draining: bool = False
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a slot."""
+        return len(self.pending)
     #: The ordered partner's tasks; None in it tells its loop that dispatch is stopping.
     ordered_queue: asyncio.Queue[tuple[TaskRef, DeliveryTask] | None] | None = None
 
@@ -101,6 +117,8 @@ class Dispatcher:
         self.sending: set[str] = set()
         self.partners: dict[str, PartnerSlots] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Tasks to park in the first retry tier, written together at the end of this loop turn.
+        self._spilling: list[tuple[TaskRef, DeliveryTask]] = []
         self._stopping = False
 
     # --- the loop ----------------------------------------------------------------------------
@@ -124,11 +142,17 @@ class Dispatcher:
         (with the same delivery id); nothing is settled before its records are written.
         """
         self._stopping = True
+        self._spill_now()  # spilled this turn: written (and settled) like the pushes in flight
         for slots in self.partners.values():
             if slots.ordered_queue is not None:  # wakes an idle ordered loop, so it ends
                 slots.ordered_queue.put_nowait(None)
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.drain_timeout_s)
+        # Until every task ends, those started meanwhile included (a partner's drain goes on
+        # pushing what waits: a waiting task left unsettled holds its partition's commit point
+        # below the settled tasks after it, which the next owner would push again), or the
+        # time is up.
+        deadline = time.monotonic() + self.drain_timeout_s
+        while self._tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
 
     @property
     def draining(self) -> bool:
@@ -179,7 +203,7 @@ class Dispatcher:
     # --- per task ---------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -203,7 +227,7 @@ class Dispatcher:
         if task.trigger == "live" and (known in self.delivered or known in self.sending):
             # Redone after a crash or rebalance, or a parked copy of one being pushed now: it
             # went (or is going) out already; a failure of that push schedules its own retry.
-            DELIVERIES.labels(task.partner_id, "already_delivered").inc()
+            _counted(task.partner_id, "already_delivered").inc()
             self.source.settled(ref)
             return
         partner = self.view.partner(task.partner_id)
@@ -219,63 +243,57 @@ class Dispatcher:
                 self._spawn(self._ordered_loop(partner.id, slots.ordered_queue))
             slots.ordered_queue.put_nowait((ref, task))
             return
-        now = time.time()
-        if should_spill(slots.waiting, slots.drain.per_second(now), self.settings.partner_backlog,
-                        self.policy.schedule[0], from_retry_tier=ref.topic in self.topic_tier):
-            self._spawn(self._spill(ref, task))
+        if should_spill(len(slots.pending), slots.drain.per_second(time.time(), slots.limit),
+                        self.settings.partner_backlog, self.policy.schedule[0],
+                        from_retry_tier=ref.topic in self.topic_tier):
+            if not self._spilling:  # the first of this turn: one write for all of them
+                asyncio.get_running_loop().call_soon(self._spill_now)
+            self._spilling.append((ref, task))
             return
         self.sending.add(known)
-        if partner.delivery.max_batch > 1:
-            slots.pending.append(Waiting(ref, task, known))
-            self._spawn(self._deliver_batch(partner, slots))
-            return
-        self._spawn(self._deliver(ref, task, partner, slots, known))
+        slots.pending.append(Waiting(ref, task, known))
+        slots.partner = partner
+        if not slots.draining:
+            slots.draining = True
+            self._spawn(self._drain(slots))
 
-    async def _deliver_batch(self, partner: Partner, slots: PartnerSlots) -> None:
-        """Take a slot, then push what waits for this partner (up to maxBatch events) as one.
+    async def _drain(self, slots: PartnerSlots) -> None:
+        """Per partner, while tasks wait: take a slot, then push what waits (one push per slot).
 
-        One coroutine per task; whoever gets a slot first takes every compatible task waiting,
-        so the ones whose task went with it find nothing and return. Nothing waits to fill a
-        batch: an idle partner's task goes alone at once.
+        One coroutine per partner, not per task: a waiting task is an entry of ``pending``,
+        not a coroutine suspended on the semaphore (a coroutine, a semaphore waiter and a
+        done-callback per task were a tenth of the worker's CPU in s1 (d)). For a partner with
+        ``maxBatch`` > 1, whatever waits when a slot frees goes together (up to maxBatch
+        events); nothing waits to fill a batch, so an idle partner's task goes alone at once.
         """
-        slots.waiting += 1
         try:
-            await slots.sem.acquire()
+            while slots.pending:
+                await slots.sem.acquire()
+                partner = slots.partner
+                assert partner is not None
+                members = take_batch(slots.pending, partner.delivery.max_batch)
+                if not members:
+                    slots.sem.release()
+                    break
+                self._spawn(self._push(partner, slots, members))
         finally:
-            slots.waiting -= 1
-        members: list[Waiting] = []
+            slots.draining = False
+
+    async def _push(self, partner: Partner, slots: PartnerSlots, members: list[Waiting]) -> None:
+        """Push ``members`` as one (their slot is taken), free the slot, then record and settle."""
         try:
-            members = take_batch(slots.pending, partner.delivery.max_batch)
-            if not members:
-                return
-            push = members[0].task if len(members) == 1 else merge_tasks([m.task for m in members])
-            result = await self._attempt_safely(push, partner)
-        finally:
-            slots.sem.release()
-        try:
-            slots.drain.record(time.time())
+            started = time.time()
+            try:
+                push = members[0].task if len(members) == 1 else merge_tasks([m.task for m in members])
+                result = await self._attempt_safely(push, partner)
+            finally:
+                slots.sem.release()
+            slots.drain.record(time.time(), len(members), started)
             await self._finish(members[0].ref, push, result,
                                also=[(m.ref, m.task) for m in members[1:]])
         finally:
             for member in members:
                 self.sending.discard(member.key)
-
-    async def _deliver(self, ref: TaskRef, task: DeliveryTask, partner: Partner,
-                       slots: PartnerSlots, known: str) -> None:
-        try:
-            slots.waiting += 1
-            try:
-                await slots.sem.acquire()
-            finally:
-                slots.waiting -= 1
-            try:
-                result = await self._attempt_safely(task, partner)
-            finally:
-                slots.sem.release()
-            slots.drain.record(time.time())
-            await self._finish(ref, task, result)
-        finally:
-            self.sending.discard(known)
 
     async def _attempt_safely(self, task: DeliveryTask, partner: Partner) -> SendResult:
         """A bug in an attempt must not strand the task unsettled: it becomes a retriable failure."""
@@ -311,12 +329,24 @@ class Dispatcher:
                 await asyncio.sleep(step.delay_s)
                 task = replace(task, attempt=task.attempt + 1, trigger="retry")
 
-    async def _spill(self, ref: TaskRef, task: DeliveryTask) -> None:
-        """The partner's backlog is full: park the task in the first retry tier (not an attempt)."""
-        parked = replace(task, not_before=time.time() + self.policy.schedule[0])
-        await self._produce([(self.tier_topics[1], task.partner_id.encode(), parked.encode(), None)])
-        DELIVERIES.labels(task.partner_id, "deferred").inc()
-        self.source.settled(ref)
+    def _spill_now(self) -> None:
+        spilled, self._spilling = self._spilling, []
+        if spilled:
+            self._spawn(self._spill(spilled))
+
+    async def _spill(self, spilled: list[tuple[TaskRef, DeliveryTask]]) -> None:
+        """Partners' backlogs are full: park these tasks in the first retry tier (not an attempt).
+
+        The tasks spilled in one turn of the loop (a burst read in one poll) go in one write
+        and one coroutine, not one each.
+        """
+        not_before = time.time() + self.policy.schedule[0]
+        topic = self.tier_topics[1]
+        await self._produce([(topic, task.partner_id.encode(), replace(task, not_before=not_before).encode(), None)
+                             for _, task in spilled])
+        for ref, task in spilled:
+            _counted(task.partner_id, "deferred").inc()
+            self.source.settled(ref)
 
     async def _attempt(self, task: DeliveryTask, partner: Partner) -> SendResult:
         breaker = self.breakers.get(task.event_dest)
@@ -386,7 +416,7 @@ class Dispatcher:
         value, headers = encode_outcome(outcome(task, result, kind, now, next_at))
         records.append((self.outcomes_topic, pkey, value, headers))
         await self._produce(records)
-        DELIVERIES.labels(task.partner_id, kind).inc()
+        _counted(task.partner_id, kind).inc()
         self.source.settled(ref)
         for member_ref, _ in also:
             self.source.settled(member_ref)

@@ -34,6 +34,7 @@ DELIVERY_ID_HEADER = "X-Bridge-Delivery-Id"
 MAX_RESPONSE_BYTES = 4096
 #: URL-policy verdicts (they resolve DNS) are reused this long per URL.
 POLICY_TTL_S = 30.0
+USER_AGENT = f"event-bridge/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def prepare(task: DeliveryTask, timeout_s: float, signing_secrets: Sequence[str]
     content = task_json(task.body)
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": f"event-bridge/{__version__}",
+        "User-Agent": USER_AGENT,
         DELIVERY_ID_HEADER: task.delivery_id,
     }
     if task.trigger in ("replay", "redrive"):
@@ -155,7 +156,8 @@ class PartnerSender:
         return verdict
 
     async def send(self, push: PreparedPush, verify_tls: bool = True) -> SendResult:
-        verdict = await self._allowed(push.url)
+        # The cached verdict without a coroutine of its own: once per push.
+        verdict = self._verdicts.get(push.url) or await self._allowed(push.url)
         if not verdict.ok:
             if verdict.permanent:
                 return SendResult.dead("url_policy", f"destination refused: {verdict.message}")

@@ -9,6 +9,7 @@ sender's client seam; its gates make "in flight" a state to look at, not a durat
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import replace
@@ -225,6 +226,36 @@ async def test_a_batch_settles_every_event_on_2xx() -> None:
         _clean(bench)
 
 
+async def test_a_batch_push_is_the_platform_format_byte_for_byte() -> None:
+    # What a partner got for these events before batching was reworked: the first task's body
+    # with every event of the batch in order, written compactly as UTF-8 (json, not orjson,
+    # here: an independent writer of the same bytes).
+    book = PartnerBook()
+    book.add(partner_with("p", max_batch=5, max_in_flight=1))
+    async with dispatching(_settings(), book) as bench:
+        first = task_for("p", "e0", bench.remote.url("gate/p"))
+        bench.queue.publish(first)
+        await until(lambda: bench.remote.in_flight["p"] == 1, "the first push in flight")
+        tasks = []
+        for i in range(1, 4):
+            task = task_for("p", f"e{i}", bench.remote.url("gate/p"))
+            event = {"eventId": f"e{i}", "srcName": f"Caméra {i} — 北门", "data": {"n": i, "x": [1.5, None]}}
+            tasks.append(replace(task, body={**task.body, "params": {**task.body["params"], "events": [event]}}))
+            bench.queue.publish(tasks[-1])
+        await until(lambda: len(bench.dispatcher.partners["p"].pending) == 3, "three tasks waiting")
+        # Waiting tasks of a batching partner hold no coroutine each: one drain, one push.
+        assert len(bench.dispatcher._tasks) <= 2
+        bench.remote.open("p")
+        await until(lambda: _all_settled(bench), "every task settled")
+        bodies = [request.content for request, _ in bench.remote.received]
+        params = {**tasks[0].body["params"], "events": [t.body["params"]["events"][0] for t in tasks]}
+        expected = json.dumps({**tasks[0].body, "params": params}, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        assert bodies[1] == expected
+        assert bodies[0] == json.dumps(first.body, ensure_ascii=False, separators=(",", ":")).encode()
+        _clean(bench)
+
+
 async def test_a_failed_batch_retries_all_its_events() -> None:
     book = PartnerBook()
     book.add(partner_with("p", max_batch=5, max_in_flight=1))
@@ -359,6 +390,32 @@ async def test_stop_lets_pushes_in_flight_settle() -> None:
         await bench.running
         assert set(refs) <= set(bench.queue.settled_refs)
         assert len(bench.queue.outcomes()) == 3 and bench.queue.commit_position() == 3
+        _clean(bench)
+
+
+async def test_stop_waits_for_the_pushes_started_during_the_drain() -> None:
+    # One slot: one push in flight, two tasks waiting for the slot when the stop comes. The
+    # partner's drain pushes them one after the other during the drain (the last one held at a
+    # gate of its own); the dispatcher returns only when all three settled (a push answered but
+    # left unsettled would be pushed again by the next owner, and a waiting task left unsettled
+    # holds the commit point below the settled ones after it).
+    book = PartnerBook()
+    book.add(partner_with("p", max_in_flight=1))
+    async with dispatching(_settings(), book) as bench:
+        refs = [bench.queue.publish(task_for("p", "e0", bench.remote.url("gate/p"))),
+                bench.queue.publish(task_for("p", "e1", bench.remote.url("ok/p"))),
+                bench.queue.publish(task_for("p", "e2", bench.remote.url("gate/last")))]
+        await until(lambda: bench.remote.in_flight["p"] == 1 and bench.dispatcher.partners["p"].waiting == 2,
+                    "one push in flight, two waiting")
+        bench.stop.set()
+        await until(lambda: bench.dispatcher.draining, "the drain begun")
+        bench.remote.open("p")
+        await until(lambda: bench.remote.in_flight["last"] == 1, "the last push started during the drain")
+        assert not bench.running.done()  # waiting for it
+        bench.remote.open("last")
+        await bench.running
+        assert set(refs) <= set(bench.queue.settled_refs) and bench.queue.commit_position() == 3
+        assert len(bench.queue.outcomes()) == 3
         _clean(bench)
 
 

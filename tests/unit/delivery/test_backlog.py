@@ -37,3 +37,40 @@ def test_a_task_back_from_a_retry_tier_is_not_parked_again_below_the_cap() -> No
     assert should_spill(500, 50.0, backlog=200, tier1_delay_s=5.0)
     assert not should_spill(500, 50.0, backlog=200, tier1_delay_s=5.0, from_retry_tier=True)
     assert should_spill(2000, 50.0, backlog=200, tier1_delay_s=5.0, from_retry_tier=True)
+
+
+def test_drain_rate_counts_the_tasks_a_batched_push_carried() -> None:
+    # The backlog it is compared with counts tasks: 10 pushes of 50 tasks in a second drain
+    # 500 tasks a second, and 1,200 waiting tasks wait 2.4 s, not the 120 s of 10 pushes/s.
+    drain = DrainRate()
+    for i in range(10):
+        drain.record(i / 10, tasks=50)
+    rate = drain.per_second(1.0)
+    assert rate is not None and 450 < rate < 550
+    assert not should_spill(1200, rate, backlog=200, tier1_delay_s=5.0)
+    for i in range(200):  # the oldest pushes leave the window with their tasks
+        drain.record(2.0 + i / 100)
+    later = drain.per_second(4.0)
+    assert later is not None and 60 < later < 140
+
+
+def test_drain_rate_waits_for_a_round_of_answers_and_times_pushes_from_their_start() -> None:
+    # 16 slots of 50-event pushes taking 0.3 s each: 2,667 tasks/s. The first two answers of
+    # the wave, timed against each other, read as ~100 tasks in a few ms or (a moment later)
+    # ~100 tasks in 0.5 s; timed from the pushes' start, after the round, they read the pace.
+    drain = DrainRate()
+    drain.record(0.30, tasks=50, started=0.0)
+    drain.record(0.31, tasks=50, started=0.01)
+    assert drain.per_second(0.8, min_pushes=16) is None
+    for i in range(14):
+        drain.record(0.31 + i / 1000, tasks=50, started=0.01 + i / 1000)
+    rate = drain.per_second(0.33, min_pushes=16)
+    assert rate is not None and 2000 < rate < 3000
+    assert not should_spill(1200, rate, backlog=200, tier1_delay_s=5.0)
+    # A partner timing out on every push (16 slots, 5 s): its first round reads its pace.
+    dead = DrainRate()
+    for i in range(16):
+        dead.record(5.0 + i / 1000, started=i / 1000)
+    pace = dead.per_second(5.02, min_pushes=16)
+    assert pace is not None and 3.0 < pace < 3.4
+    assert should_spill(200, pace, backlog=200, tier1_delay_s=5.0)

@@ -63,6 +63,19 @@ class TestBatching:
                            with_params("e2", ability="event_acs"))
         assert [t.event_ids for _, t, _ in take_batch(pending, 50)] == [("e0",), ("e1",)]
 
+    def test_envelope_values_that_compare_equal_but_read_differently_do_not_share_a_push(self) -> None:
+        from bridge.delivery.batching import take_batch
+
+        def with_params(event_id: str, **params: Any) -> DeliveryTask:
+            task = _one(event_id)
+            return replace(task, body={**task.body, "params": {**task.body["params"], **params}})
+
+        # 1 == 1.0 == True in Python; a partner reads 1, 1.0 and true as three envelopes.
+        pending = _pending(with_params("e0", flag=1), with_params("e1", flag=1), with_params("e2", flag=True),
+                           with_params("e3", flag=1.0), with_params("e4", flag={"a": "b"}),
+                           with_params("e5", flag={"a": "b"}))
+        assert [len(take_batch(pending, 50)) for _ in range(4)] == [2, 1, 1, 2]
+
     def test_counts_events_not_tasks(self) -> None:
         from bridge.delivery.batching import merge_tasks, take_batch
 
